@@ -1,0 +1,426 @@
+"""The rollout spec: pydantic models, YAML loading, and validation messages that name the field and value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, HeaderMatch
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/-]*$")
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class SpecError(Exception):
+    """A user's mistake in a spec: printed as is, exit status 2."""
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '1h', 500ms or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative")
+    return seconds
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SubsetRef(Model):
+    subset: str = Field(min_length=1)
+    # The label value that tells this subset apart in telemetry (destination_canonical_revision);
+    # defaults to the subset name, which in Bookinfo equals the `version` label.
+    version: str | None = None
+    replicas: int = Field(default=1, ge=0)
+
+    @property
+    def label_value(self) -> str:
+        return self.version or self.subset
+
+    @field_validator("subset", "version")
+    @classmethod
+    def _label_safe(cls, v: str | None) -> str | None:
+        if v is not None and not _LABEL_VALUE.match(v):
+            raise ValueError(f"{v!r} has characters not allowed in a label value")
+        return v
+
+
+class Target(Model):
+    namespace: str = Field(min_length=1)
+    virtual_service: str = Field(min_length=1)
+    route: str | None = None  # name of the http route in the VirtualService; None = the first route
+    host: str = Field(min_length=1)
+    destination_rule: str | None = None  # defaults to the VirtualService name
+    gateways: list[str] = Field(default_factory=list)
+    baseline: SubsetRef
+    canary: SubsetRef
+
+    @field_validator("namespace", "virtual_service", "destination_rule")
+    @classmethod
+    def _dns(cls, v: str | None) -> str | None:
+        if v is not None and not _DNS_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid Kubernetes name")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Target:
+        if self.baseline.subset == self.canary.subset:
+            raise ValueError(f"baseline and canary use the same subset {self.baseline.subset!r}")
+        return self
+
+    @property
+    def destination_rule_name(self) -> str:
+        return self.destination_rule or self.virtual_service
+
+
+class HeaderPhase(Model):
+    """Testers first: requests matching the header go to the canary for at least `min_duration`."""
+
+    header: str = "end-user"
+    match: Literal["exact", "prefix", "regex"] = "exact"
+    value: str = Field(min_length=1)
+    min_duration: Duration = 300.0
+    # Share of all requests that carry the header (used by the simulator only).
+    expected_share: float = Field(default=0.05, gt=0, le=1)
+
+    @field_validator("min_duration", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    def as_match(self) -> HeaderMatch:
+        return HeaderMatch(header=self.header, value=self.value, kind=self.match)
+
+
+class Strategy(Model):
+    type: Literal["canary", "blue-green", "ab-test"] = "canary"
+    steps: list[int] | None = None
+    step_weight: int | None = Field(default=None, gt=0, le=100)
+    max_weight: int | None = Field(default=None, gt=0, le=100)
+    header_phase: HeaderPhase | None = None
+    # After promotion: scale the baseline to this many replicas (0 keeps the Deployment, as by hand).
+    baseline_replicas_after_promotion: int = Field(default=0, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is None:
+            return None
+        if not steps:
+            raise ValueError("[] needs at least one weight")
+        for i, w in enumerate(steps):
+            if w <= 0:
+                raise ValueError(f"steps[{i}]: {w} is not above 0")
+            if w > 100:
+                raise ValueError(f"steps[{i}]: {w} is above 100")
+            if i and w <= steps[i - 1]:
+                raise ValueError(f"steps[{i}]: {w} does not increase on {steps[i - 1]}")
+        return steps
+
+    @model_validator(mode="after")
+    def _shape(self) -> Strategy:
+        if self.steps is not None and self.step_weight is not None:
+            raise ValueError("give either steps or stepWeight/maxWeight, not both")
+        if self.type in ("ab-test", "blue-green") and self.header_phase is None:
+            raise ValueError(f"type {self.type!r} needs a headerPhase (the test traffic)")
+        if self.type == "canary" and self.steps is None and self.step_weight is None:
+            raise ValueError("type 'canary' needs steps or stepWeight")
+        return self
+
+    @property
+    def weights(self) -> list[int]:
+        """The weight steps, always ending at 100 (promotion)."""
+        if self.type != "canary":
+            return [100]
+        if self.steps is not None:
+            steps = list(self.steps)
+        else:
+            assert self.step_weight is not None
+            top = self.max_weight or 100
+            steps = list(range(self.step_weight, top + 1, self.step_weight))
+            if not steps or steps[-1] != top:
+                steps.append(top)
+        if steps[-1] != 100:
+            steps.append(100)
+        return steps
+
+
+class Timing(Model):
+    interval: Duration = 60.0
+    min_dwell: int = Field(default=3, ge=1)  # intervals with data per step
+    max_dwell: int | None = Field(default=None, ge=1)  # intervals at the last partial step before giving up
+    budget: Duration = 3600.0  # overall time budget
+    warmup: Duration = 0.0  # first seconds of the canary excluded from evidence
+
+    @field_validator("interval", "budget", "warmup", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Timing:
+        if self.interval < 1:
+            raise ValueError(f"interval: {self.interval}s is below 1s")
+        if self.budget < self.interval:
+            raise ValueError(f"budget: {self.budget}s is shorter than the interval {self.interval}s")
+        if self.max_dwell is not None and self.max_dwell < self.min_dwell:
+            raise ValueError(f"maxDwell: {self.max_dwell} is below minDwell {self.min_dwell}")
+        return self
+
+
+class ErrorRateMetric(Model):
+    name: str = "errors"
+    type: Literal["error-rate"] = "error-rate"
+    gate: bool = True
+    tolerance: float = Field(default=1.5, gt=1)  # promote when theta is shown below this
+    mde: float = Field(default=2.0, gt=1)  # minimum detectable effect for "enough information"
+    weight: float = Field(default=1.0, gt=0)  # share of alpha
+    # What counts as an error (formats.md §1.5): 5xx by default; Kiali also counts "0" and gRPC.
+    include_no_response: bool = False
+    include_grpc: bool = False
+    include_4xx: bool = False
+
+
+class LatencyMetric(Model):
+    name: str = "latency"
+    type: Literal["latency"] = "latency"
+    gate: bool = True
+    slo_ms: float | None = Field(default=None, gt=0)  # must be a bucket edge
+    edges: list[float] | None = None  # pre-registered edges (ms); default: the SLO edge, or 250 and 500
+    tolerance: float = Field(default=1.5, gt=1)
+    mde: float = Field(default=2.0, gt=1)
+    weight: float = Field(default=1.0, gt=0)
+    bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
+
+    @model_validator(mode="after")
+    def _edges(self) -> LatencyMetric:
+        known = set(self.bucket_edges)
+        for i, e in enumerate(self.edges or []):
+            if e not in known:
+                raise ValueError(f"edges[{i}]: {e} is not a histogram bucket edge")
+        if self.slo_ms is not None and self.slo_ms not in known:
+            raise ValueError(f"sloMs: {self.slo_ms} is not a histogram bucket edge")
+        if sorted(self.bucket_edges) != self.bucket_edges:
+            raise ValueError("bucketEdges must increase")
+        return self
+
+    @property
+    def gate_edges(self) -> list[float]:
+        if self.edges:
+            return sorted(set(self.edges))
+        if self.slo_ms is not None:
+            return [self.slo_ms]
+        return [250.0, 500.0]
+
+
+class CustomMetric(Model):
+    """A templated PromQL query giving one value per subset, compared like Flagger's thresholdRange."""
+
+    name: str = Field(min_length=1)
+    type: Literal["custom"] = "custom"
+    gate: bool = True
+    query: str = Field(min_length=1)  # {{ namespace }}, {{ service }}, {{ subset_label }}, {{ subset }}, {{ interval }}
+    max: float | None = None  # absolute upper bound on the canary value
+    min: float | None = None
+    max_ratio: float | None = Field(default=None, gt=0)  # canary / baseline upper bound
+    failure_limit: int = Field(default=3, ge=1)  # consecutive failed intervals before rollback
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CustomMetric:
+        if self.max is None and self.min is None and self.max_ratio is None:
+            raise ValueError("needs at least one of max, min, maxRatio")
+        return self
+
+
+MetricSpec = Annotated[ErrorRateMetric | LatencyMetric | CustomMetric, Field(discriminator="type")]
+
+
+class Guardrails(Model):
+    # Both subsets above these absolute levels = shared outage: pause instead of promoting.
+    shared_error_rate: float = Field(default=0.05, gt=0, le=1)
+    shared_slow_share: float = Field(default=0.05, gt=0, le=1)  # share above the SLO edge
+    srm_alpha: float = Field(default=0.001, gt=0, lt=1)
+    srm_check: bool = True
+
+
+class Analysis(Model):
+    judge: Literal["sequential", "kayenta"] = "sequential"
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)  # total false-rollback budget
+    promotion_alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.9, gt=0.5, lt=1)  # "enough information" threshold
+    metrics: list[MetricSpec] = Field(
+        default_factory=lambda: [ErrorRateMetric(), LatencyMetric()]  # type: ignore[list-item]
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    @model_validator(mode="after")
+    def _names(self) -> Analysis:
+        seen: set[str] = set()
+        for i, m in enumerate(self.metrics):
+            if m.name in seen:
+                raise ValueError(f"metrics[{i}].name: {m.name!r} is used twice")
+            seen.add(m.name)
+        if not any(m.gate for m in self.metrics):
+            raise ValueError("metrics: at least one metric must gate")
+        return self
+
+    def alpha_for(self, metric_name: str) -> float:
+        """Bonferroni split of alpha across the sequential gate metrics, by weight."""
+        gates = [m for m in self.metrics if m.gate and not isinstance(m, CustomMetric)]
+        total = sum(m.weight for m in gates)
+        for m in gates:
+            if m.name == metric_name:
+                return self.alpha * m.weight / total
+        raise KeyError(metric_name)
+
+
+class PrometheusSource(Model):
+    type: Literal["prometheus"] = "prometheus"
+    url: str = "http://prometheus.istio-system:9090"
+    path_prefix: str = ""
+    reporter: str = "destination"
+    namespace_label: str = "destination_workload_namespace"
+    service_label: str = "destination_canonical_service"
+    service: str | None = None  # label value; defaults to the host's first DNS label
+    subset_label: str = "destination_canonical_revision"
+    scrape_interval: Duration = 15.0
+    timeout: Duration = 10.0
+    retries: int = Field(default=3, ge=0)
+    bearer_token_file: str | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password_file: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+    @field_validator("scrape_interval", "timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class SimulatedSource(Model):
+    type: Literal["simulated"] = "simulated"
+
+
+class JaegerSource(Model):
+    type: Literal["jaeger"] = "jaeger"
+    url: str = "http://tracing.istio-system:16686"
+    api: Literal["auto", "v3", "v1"] = "auto"
+    service: str | None = None  # Jaeger service, "<app>.<namespace>" by default
+    limit: int = Field(default=200, ge=1)
+    timeout: Duration = 10.0
+    retries: int = Field(default=2, ge=0)
+    bearer_token_file: str | None = None
+    ca_file: str | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class NoTraces(Model):
+    type: Literal["none"] = "none"
+
+
+class Sources(Model):
+    metrics: Annotated[SimulatedSource | PrometheusSource, Field(discriminator="type")] = Field(
+        default_factory=SimulatedSource
+    )
+    traces: Annotated[NoTraces | SimulatedSource | JaegerSource, Field(discriminator="type")] = Field(
+        default_factory=NoTraces
+    )
+
+
+class Metadata(Model):
+    name: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RolloutSpec(Model):
+    api_version: Literal["canary-analyzer/v1"] = "canary-analyzer/v1"
+    kind: Literal["Rollout"] = "Rollout"
+    metadata: Metadata
+    target: Target
+    strategy: Strategy
+    timing: Timing = Field(default_factory=Timing)
+    on_inconclusive: Literal["pause", "rollback", "promote"] = "pause"
+    analysis: Analysis = Field(default_factory=Analysis)
+    sources: Sources = Field(default_factory=Sources)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("error-rate", "latency", "custom", "prometheus", "simulated", "jaeger", "none"):
+            continue  # discriminator tags pydantic adds to the path
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = _loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "is required"
+        elif not isinstance(value, dict | list) and repr(value) not in msg and str(value) not in msg:
+            msg = f"{value!r}: {msg}"
+        lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "spec") -> RolloutSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return RolloutSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_errors(exc, source)) from None
+
+
+def load_spec_text(path: str | Path) -> tuple[RolloutSpec, str]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, str(path)), text
+
+
+def load_spec(path: str | Path) -> RolloutSpec:
+    return load_spec_text(path)[0]

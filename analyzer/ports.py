@@ -1,0 +1,86 @@
+"""The small interfaces the engine talks through. Adapters implement them; the core never imports adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from analyzer.model import (
+    ActionResult,
+    Decision,
+    HeaderMatch,
+    MetricVerdict,
+    Observation,
+    RolloutState,
+    Span,
+)
+
+if TYPE_CHECKING:
+    from analyzer.config import RolloutSpec
+
+
+class SourceUnavailable(Exception):
+    """A source could not answer (HTTP error, timeout, malformed reply). The tick holds."""
+
+
+class MetricSource(Protocol):
+    def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
+        """Exact per-subset increments over [start, end). Missing series -> subset None.
+
+        Raises SourceUnavailable when the source cannot be asked.
+        """
+        ...
+
+
+class TraceSource(Protocol):
+    def spans(self, spec: RolloutSpec, start: datetime, end: datetime) -> Sequence[Span]:
+        """Sampled spans that started in [start, end), subset set where it can be told. May raise SourceUnavailable."""
+        ...
+
+
+class TrafficRouter(Protocol):
+    def get_weights(self, spec: RolloutSpec) -> dict[str, int]: ...
+
+    def set_weights(self, spec: RolloutSpec, weights: dict[str, int]) -> None:
+        """Idempotent: set the route's weights to exactly these integers (sum 100)."""
+        ...
+
+    def set_header_route(self, spec: RolloutSpec, match: HeaderMatch | None) -> None:
+        """Idempotent: route requests matching `match` to the canary subset; None removes that route."""
+        ...
+
+
+class Scaler(Protocol):
+    def scale(self, spec: RolloutSpec, subset: str, replicas: int) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, spec: RolloutSpec, event: str, message: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Store(Protocol):
+    def create_rollout(self, rollout_id: str, spec: RolloutSpec, spec_text: str, meta: dict) -> None: ...
+
+    def record_intent(
+        self,
+        rollout_id: str,
+        state: RolloutState,
+        observation: Observation | None,
+        verdicts: Sequence[MetricVerdict],
+        decision: Decision,
+    ) -> int:
+        """Write the tick (state after the decision, before acting). Returns the tick row id."""
+        ...
+
+    def record_results(self, tick_id: int, results: Sequence[ActionResult]) -> None: ...
+
+    def record_event(self, rollout_id: str, tick: int, kind: str, message: str) -> None: ...
+
+    def load_state(self, rollout_id: str) -> RolloutState | None: ...
+
+    def active_rollouts(self) -> list[str]: ...
