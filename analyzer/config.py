@@ -129,11 +129,11 @@ class Strategy(Model):
             raise ValueError("[] needs at least one weight")
         for i, w in enumerate(steps):
             if w <= 0:
-                raise ValueError(f"steps[{i}]: {w} is not above 0")
+                raise ValueError(f"[{i}]: {w} is not above 0")
             if w > 100:
-                raise ValueError(f"steps[{i}]: {w} is above 100")
+                raise ValueError(f"[{i}]: {w} is above 100")
             if i and w <= steps[i - 1]:
-                raise ValueError(f"steps[{i}]: {w} does not increase on {steps[i - 1]}")
+                raise ValueError(f"[{i}]: {w} does not increase on {steps[i - 1]}")
         return steps
 
     @model_validator(mode="after")
@@ -144,6 +144,8 @@ class Strategy(Model):
             raise ValueError(f"type {self.type!r} needs a headerPhase (the test traffic)")
         if self.type == "canary" and self.steps is None and self.step_weight is None:
             raise ValueError("type 'canary' needs steps or stepWeight")
+        if self.type == "canary" and self.weights == [100]:
+            raise ValueError("type 'canary' needs at least one weight below 100 (use blue-green for a cut-over)")
         return self
 
     @property
@@ -194,6 +196,8 @@ class ErrorRateMetric(Model):
     tolerance: float = Field(default=1.5, gt=1)  # promote when theta is shown below this
     mde: float = Field(default=2.0, gt=1)  # minimum detectable effect for "enough information"
     weight: float = Field(default=1.0, gt=0)  # share of alpha
+    # A canary whose own error rate is shown below this level passes promotion whatever the ratio.
+    negligible_rate: float | None = Field(default=0.0005, gt=0, lt=1)
     # What counts as an error (formats.md §1.5): 5xx by default; Kiali also counts "0" and gRPC.
     include_no_response: bool = False
     include_grpc: bool = False
@@ -209,6 +213,8 @@ class LatencyMetric(Model):
     tolerance: float = Field(default=1.5, gt=1)
     mde: float = Field(default=2.0, gt=1)
     weight: float = Field(default=1.0, gt=0)
+    # An edge whose canary slow share is shown below this level passes promotion whatever the ratio.
+    negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
     bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
 
     @model_validator(mode="after")
@@ -216,9 +222,9 @@ class LatencyMetric(Model):
         known = set(self.bucket_edges)
         for i, e in enumerate(self.edges or []):
             if e not in known:
-                raise ValueError(f"edges[{i}]: {e} is not a histogram bucket edge")
+                raise ValueError(f"edges[{i}]: {e:g} is not a histogram bucket edge")
         if self.slo_ms is not None and self.slo_ms not in known:
-            raise ValueError(f"sloMs: {self.slo_ms} is not a histogram bucket edge")
+            raise ValueError(f"sloMs: {self.slo_ms:g} is not a histogram bucket edge")
         if sorted(self.bucket_edges) != self.bucket_edges:
             raise ValueError("bucketEdges must increase")
         return self
@@ -384,17 +390,27 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# A validator message may start with the path below the field it checks: "[2]: ..." or "edges[1]: ...".
+_SUBPATH = re.compile(r"^((?:[A-Za-z]\w*|\[\d+\])(?:\.[A-Za-z]\w*|\[\d+\])*): (.*)$", re.S)
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         where = _loc(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
+        sub = _SUBPATH.match(msg)
+        if sub:
+            rel, msg = sub.groups()
+            where = where + rel if rel.startswith("[") or not where else f"{where}.{rel}"
+            value = None
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] == "missing":
             msg = "is required"
-        elif not isinstance(value, dict | list) and repr(value) not in msg and str(value) not in msg:
+        elif value is not None and not isinstance(value, dict | list) and repr(value) not in msg \
+                and str(value) not in msg:
             msg = f"{value!r}: {msg}"
         lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
     return "\n".join(lines)

@@ -225,7 +225,9 @@ class RolloutState:
     header_route: bool = False
     evidence: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
-    decided_at: datetime | None = None
+    decided_at: datetime | None = None  # when the final decision (promote, roll back, ...) was taken
+    paused_from: Phase | None = None  # the phase a Paused/Inconclusive rollout resumes to
+    failures: int = 0  # consecutive ticks whose actions failed
 
     @property
     def outcome(self) -> str | None:

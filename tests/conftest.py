@@ -13,3 +13,10 @@ def require_or_skip(ok: bool, why: str) -> None:
         if IN_CI:
             pytest.fail(f"CI=true and {why}")
         pytest.skip(why)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    from analyzer import logs
+
+    logs.configure("warning", json=True)

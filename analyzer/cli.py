@@ -1,0 +1,196 @@
+"""The `canary-analyzer` command line. A user's mistake prints one clear message and exits 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from analyzer import logs
+from analyzer.config import SpecError, load_spec, load_spec_text
+from analyzer.sim.scenario import builtin_names, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "config" / "examples" / "reviews.yaml"
+DEFAULT_DB = "sqlite:///canary-analyzer.db"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated canary analysis for Istio.")
+history_app = typer.Typer(no_args_is_help=True, help="Past rollouts recorded in the store.")
+app.add_typer(history_app, name="history")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+class UserError(Exception):
+    """Bad input from the user; printed without a traceback, exit status 2."""
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _sql_store(url: str) -> Any:
+    from analyzer.store.sql import SqlStore
+
+    return SqlStore(url)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Rollout spec YAML files")]) -> None:
+    """Check rollout specs; report every problem with its field and value."""
+    bad = 0
+    for f in files:
+        try:
+            spec = load_spec(f)
+            out.print(f"{f}: ok (rollout {spec.name!r}, {spec.strategy.type}, steps {spec.strategy.weights})")
+        except SpecError as exc:
+            bad += 1
+            err.print(str(exc), markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="Rollout spec")] = DEFAULT_CONFIG,
+    scenario: Annotated[str, typer.Option(help=f"Built-in name ({', '.join(builtin_names())}) or a YAML file")] = (
+        "healthy"),
+    seed: Annotated[int, typer.Option(help="Simulation seed")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
+) -> None:
+    """Run one whole rollout on the simulated mesh, in virtual time."""
+    from analyzer.demo import run_demo
+
+    spec, text = load_spec_text(config)
+    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=_sql_store(db), live=not as_json)
+    if as_json:
+        _print_json(result.to_json())
+
+
+@app.command()
+def simulate(
+    config: Annotated[Path, typer.Option(help="Rollout spec")] = DEFAULT_CONFIG,
+    scenario: Annotated[str, typer.Option(help="Built-in name or a YAML file")] = "healthy",
+    runs: Annotated[int, typer.Option(min=1, help="Number of rollouts")] = 100,
+    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Run many rollouts and report outcome counts and decision-time quantiles."""
+    from analyzer.simulate import run_many
+
+    spec = load_spec(config)
+    summary = run_many(spec, load_scenario(scenario), runs=runs, seed=seed)
+    if as_json:
+        _print_json(summary.to_json())
+        return
+    out.print(f"{runs} rollouts of {spec.name!r} on scenario {scenario!r}")
+    for name, count in summary.outcomes.items():
+        if count:
+            out.print(f"  {name:<13} {count:>5}  ({100 * count / runs:.1f}%)")
+    q = summary.decision_minutes
+    out.print(f"  decision minute: p10 {q['p10']}, median {q['p50']}, p90 {q['p90']}")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Argument(help="Rollout spec")],
+    rps: Annotated[float, typer.Option(help="Total requests per second to the service")] = 50.0,
+    baseline_error_rate: Annotated[float, typer.Option(help="Baseline error rate, e.g. 0.005")] = 0.005,
+    latency_p99_ms: Annotated[float, typer.Option(help="Baseline p99 latency in ms")] = 250.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Before a rollout: what this config can detect, and how long it needs."""
+    from analyzer.plan import make_plan
+
+    if rps <= 0 or not 0 <= baseline_error_rate < 1 or latency_p99_ms <= 0:
+        raise UserError(f"plan: rps {rps}, baseline error rate {baseline_error_rate} and p99 {latency_p99_ms} ms "
+                        "must be positive (error rate below 1)")
+    report = make_plan(load_spec(config), rps=rps, baseline_error_rate=baseline_error_rate,
+                       latency_p99_ms=latency_p99_ms)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        for line in report.lines():
+            out.print(line, markup=False, highlight=False)
+
+
+@app.command(name="judge")
+def judge_window(
+    config: Annotated[Path, typer.Argument(help="Rollout spec (target, metrics, Prometheus source)")],
+    start: Annotated[str, typer.Option(help="Window start: RFC 3339 or unix seconds")],
+    end: Annotated[str, typer.Option(help="Window end: RFC 3339 or unix seconds")],
+    prometheus_url: Annotated[str | None, typer.Option(help="Overrides sources.metrics.url")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Replay a past window through the gate from Prometheus: exit 0 pass, 1 fail, 3 inconclusive, 2 error."""
+    from analyzer.pipeline import judge_command
+
+    code = judge_command(load_spec(config), start, end, prometheus_url=prometheus_url, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@history_app.command("list")
+def history_list(
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
+    name: Annotated[str | None, typer.Option(help="Only this rollout name")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recorded rollouts, newest first."""
+    from analyzer.report import print_history_list
+
+    print_history_list(db, name=name, limit=limit, as_json=as_json, console=out)
+
+
+@history_app.command("show")
+def history_show(
+    rollout_id: Annotated[str, typer.Argument(help="Rollout id from `history list`")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One rollout: its timeline of ticks, decisions, verdicts and events."""
+    from analyzer.report import print_history_show
+
+    print_history_show(db, rollout_id, as_json=as_json, console=out)
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
+) -> None:
+    logs.configure(log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user mistakes become one message on stderr and exit status 2."""
+    try:
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int):
+            return rc
+    except (SpecError, UserError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        return 2
+    except KeyError as exc:  # unknown ids from the history API
+        err.print(f"error: {exc.args[0] if exc.args else exc}", markup=False, highlight=False)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""`canary-analyzer demo`: one rollout on the simulated mesh with live progress and a summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from analyzer.config import RolloutSpec
+from analyzer.engine import Engine, TickOutcome
+from analyzer.ports import Store
+from analyzer.sim.scenario import Scenario
+from analyzer.simulate import RunResult, run_rollout
+
+
+def _evidence_text(outcome: TickOutcome) -> str:
+    parts = []
+    for v in outcome.verdicts:
+        if v.gate and v.e_value is not None and v.threshold is not None:
+            parts.append(f"{v.metric} {v.e_value:.2f}/{v.threshold:.0f}")
+        elif v.gate:
+            parts.append(f"{v.metric} {v.verdict.value}")
+    return ", ".join(parts)
+
+
+def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int, store: Store,
+             live: bool = True) -> RunResult:
+    console = Console(highlight=False)
+    if live:
+        console.print(f"[bold]Rollout {spec.name}[/] ({spec.target.namespace}/{spec.target.virtual_service}: "
+                      f"{spec.target.baseline.subset} -> {spec.target.canary.subset}), scenario [bold]{scenario.name}"
+                      f"[/], seed {seed}")
+        if scenario.description:
+            console.print(f"  {scenario.description}", style="dim")
+        console.print(f"  steps {spec.strategy.weights}, interval {spec.timing.interval:g}s, "
+                      f"budget {spec.timing.budget / 60:g} min, alpha {spec.analysis.alpha:g}\n")
+
+    def on_tick(engine: Engine, outcome: TickOutcome) -> None:
+        if not live:
+            return
+        s = outcome.state
+        minute = s.tick * spec.timing.interval / 60
+        w = "/".join(f"{k} {v}" for k, v in s.weights.items())
+        step = f"step {s.step + 1}" if s.step >= 0 else ""
+        console.print(f"min {minute:5.1f}  {s.phase.value:<14} {step:<7} {w:<14} {_evidence_text(outcome):<42} "
+                      f"{outcome.decision.kind}", markup=False)
+
+    result = run_rollout(spec, scenario, seed=seed, store=store, on_tick=on_tick, spec_text=spec_text,
+                         rollout_id=f"{spec.name}-{scenario.name}-{seed}-{_stamp()}")
+    if live:
+        _summary(console, result)
+    return result
+
+
+def _stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+def _summary(console: Console, result: RunResult) -> None:
+    minute = "n/a" if result.decision_minute is None else f"{result.decision_minute:g}"
+    console.print(f"\n[bold]Outcome: {result.outcome}[/] at minute {minute}; steps reached {result.steps_reached}; "
+                  f"final weights {result.final_weights}")
+    console.print(f"  {result.reason}", markup=False)
+    table = Table(title="Metrics at the decision", show_lines=False)
+    for col in ("metric", "verdict", "evidence", "ratio (CS)", "reason"):
+        table.add_column(col, overflow="fold")
+    for v in result.metrics:
+        ev = "" if v.e_value is None else f"{v.e_value:.3g}/{v.threshold:.0f}"
+        ratio = "" if v.ratio is None else f"{v.ratio:.2f}" + (f" ({v.ci[0]:.2f}–{v.ci[1]:.2f})" if v.ci else "")
+        table.add_row(v.metric, v.verdict.value, ev, ratio, v.reason)
+    console.print(table)
+    console.print(f"Recorded as [bold]{result.rollout_id}[/]: `canary-analyzer history show {result.rollout_id}`")

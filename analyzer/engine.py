@@ -1,0 +1,192 @@
+"""One tick of a rollout: observe -> judge -> decide -> act -> record.
+
+The decision (intent) is written before acting; actions are idempotent; results are recorded after.
+After a crash, `Engine.resume` reloads the last state and re-applies its intended routes, so no step
+is skipped or repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import structlog
+
+from analyzer import policy
+from analyzer.config import RolloutSpec
+from analyzer.judge import judge
+from analyzer.model import (
+    Action,
+    ActionResult,
+    Decision,
+    MetricVerdict,
+    Notify,
+    Observation,
+    Phase,
+    RolloutState,
+    Scale,
+    SetHeaderRoute,
+    SetWeights,
+)
+from analyzer.ports import Clock, MetricSource, Notifier, Scaler, SourceUnavailable, Store, TrafficRouter
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    state: RolloutState
+    decision: Decision
+    observation: Observation | None
+    verdicts: tuple[MetricVerdict, ...]
+    results: tuple[ActionResult, ...]
+
+
+class Engine:
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        rollout_id: str,
+        *,
+        metrics: MetricSource,
+        router: TrafficRouter,
+        scaler: Scaler,
+        notifier: Notifier,
+        store: Store,
+        clock: Clock,
+        seed: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.rollout_id = rollout_id
+        self.metrics = metrics
+        self.router = router
+        self.scaler = scaler
+        self.notifier = notifier
+        self.store = store
+        self.clock = clock
+        self.seed = seed
+        self.state = RolloutState(rollout=rollout_id)
+        self.last_verdicts: tuple[MetricVerdict, ...] = ()
+        self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id)
+
+    # ---- lifecycle ----
+
+    def start(self) -> TickOutcome:
+        state, decision = policy.start(self.spec, self.rollout_id, self.clock.now())
+        return self._commit(state, decision, None, ())
+
+    @classmethod
+    def resume(cls, state: RolloutState, **kwargs: object) -> Engine:
+        """Continue a persisted rollout: re-apply its last intended routes (idempotent)."""
+        engine = cls(rollout_id=state.rollout, **kwargs)  # type: ignore[arg-type]
+        engine.state = state
+        if not state.phase.terminal and state.weights:
+            actions: list[Action] = [SetWeights(dict(state.weights))]
+            if state.phase is Phase.HEADER_TESTING and state.header_route:
+                actions.append(policy._header_on(engine.spec))
+            engine._act(tuple(actions))
+            engine.log.info("resumed", phase=state.phase.value, step=state.step, tick=state.tick)
+        return engine
+
+    @property
+    def done(self) -> bool:
+        return self.state.phase.terminal
+
+    def tick(self, command: str | None = None) -> TickOutcome:
+        state = self.state
+        now = self.clock.now()
+        log = self.log.bind(tick=state.tick + 1, step=state.step, phase=state.phase.value)
+        if state.phase.terminal and command is None:
+            return TickOutcome(state, Decision("hold", f"{state.phase.value}"), None, (), ())
+        synced = self._reconcile(state, log)
+        observation: Observation | None = None
+        verdicts: list[MetricVerdict] = []
+        if state.phase in policy.ACTIVE and command is None:
+            start = now - timedelta(seconds=self.spec.timing.interval)
+            unavailable = None
+            try:
+                observation = self.metrics.observe(self.spec, start, now)
+            except SourceUnavailable as exc:
+                unavailable = str(exc)
+                log.warning("source unavailable", error=unavailable)
+                self.store.record_event(self.rollout_id, state.tick + 1, "source-unavailable", unavailable)
+            ctx = policy.judge_context(self.spec, state, now, seed=self.seed)
+            ctx = replace(ctx, unavailable=unavailable)
+            evidence, verdicts = judge(self.spec, state.evidence, observation, ctx)
+            state = replace(state, evidence=evidence)
+        new_state, decision = policy.decide(self.spec, state, verdicts, now, command)
+        outcome = self._commit(new_state, decision, observation, tuple(verdicts), synced=synced)
+        log.info("tick", decision=decision.kind, new_phase=outcome.state.phase.value, reason=decision.reason[:200])
+        return outcome
+
+    # ---- internals ----
+
+    def _commit(self, state: RolloutState, decision: Decision, observation: Observation | None,
+                verdicts: tuple[MetricVerdict, ...], *, synced: ActionResult | None = None) -> TickOutcome:
+        tick_id = self.store.record_intent(self.rollout_id, state, observation, verdicts, decision)
+        results = self._act(decision.actions)
+        self.store.record_results(tick_id, results)
+        failed = [r for r in (*results, *((synced,) if synced else ())) if not r.ok]
+        if failed:
+            state = replace(state, failures=state.failures + 1)
+            if state.failures >= policy.MAX_ACTION_FAILURES and not state.phase.terminal:
+                reason = f"actions failed on {state.failures} ticks in a row: {failed[0].error}"
+                state, decision = policy.fail(state, self.clock.now(), reason)
+                self.store.record_intent(self.rollout_id, state, None, (), decision)
+                self._act(decision.actions)
+        elif state.failures:
+            state = replace(state, failures=0)
+        self.state = state
+        if verdicts:
+            self.last_verdicts = verdicts
+        return TickOutcome(state, decision, observation, verdicts, results)
+
+    def _act(self, actions: tuple[Action, ...]) -> tuple[ActionResult, ...]:
+        results = []
+        for action in actions:
+            try:
+                self._apply(action)
+                results.append(ActionResult(action, True))
+            except Exception as exc:  # an adapter failure must not kill the loop; it is recorded and retried
+                self.log.error("action failed", action=type(action).__name__, error=str(exc))
+                results.append(ActionResult(action, False, f"{type(exc).__name__}: {exc}"))
+        return tuple(results)
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, SetWeights):
+            self.router.set_weights(self.spec, dict(action.weights))
+        elif isinstance(action, SetHeaderRoute):
+            self.router.set_header_route(self.spec, action.match)
+        elif isinstance(action, Scale):
+            self.scaler.scale(self.spec, action.subset, action.replicas)
+        elif isinstance(action, Notify):
+            self.notifier.notify(self.spec, action.event, action.message)
+            self.store.record_event(self.rollout_id, self.state.tick, action.event, action.message)
+
+    def _reconcile(self, state: RolloutState, log: structlog.typing.FilteringBoundLogger) -> ActionResult | None:
+        """Re-apply the intended weights when the route drifted (someone edited it, or an action failed).
+
+        Returns the result of the re-apply (or of reading the routes), None when the routes were in sync.
+        """
+        if state.phase.terminal or not state.weights:
+            return None
+        intended = SetWeights(dict(state.weights))
+        try:
+            current = self.router.get_weights(self.spec)
+        except Exception as exc:
+            log.warning("cannot read routes", error=str(exc))
+            return ActionResult(intended, False, f"{type(exc).__name__}: {exc}")
+        if current == dict(state.weights):
+            return None
+        log.warning("route drift corrected", found=current, intended=dict(state.weights))
+        self.store.record_event(self.rollout_id, state.tick, "drift", f"weights {current} reset to "
+                                f"{dict(state.weights)}")
+        return self._act((intended,))[0]
+
+
+def decision_minute(state: RolloutState) -> float | None:
+    if state.decided_at is None or state.started_at is None:
+        return None
+    return (state.decided_at - state.started_at).total_seconds() / 60.0
+
+
+def elapsed_minutes(state: RolloutState, now: datetime) -> float:
+    return 0.0 if state.started_at is None else (now - state.started_at).total_seconds() / 60.0

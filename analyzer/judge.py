@@ -1,0 +1,336 @@
+"""Judge: spec + evidence + one interval's observation -> updated evidence and a verdict per metric. No I/O.
+
+The evidence is plain JSON-able data so it can be persisted with the rollout state and replayed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec
+from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
+from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
+from analyzer.stats.srm import SrmEvidence
+
+SRM_KEY = "traffic-split"
+OUTAGE_KEY = "shared-outage"
+MIN_REQUESTS_FOR_OUTAGE = 20
+
+
+@dataclass(frozen=True)
+class JudgeContext:
+    """What the judge needs to know about the tick besides the data."""
+
+    expected_share: float | None = None  # configured canary share (weights); None skips the SRM check
+    warmup: bool = False  # the canary is warming up: its data is excluded from evidence
+    assess_promotion: bool = False  # at the last partial step: compute the promotion evidence
+    unavailable: str | None = None  # the metric source could not be asked
+    seed: int = 0  # for the power Monte Carlo, so replays are deterministic
+
+
+def initial_evidence(spec: RolloutSpec) -> dict[str, Any]:
+    evidence: dict[str, Any] = {SRM_KEY: SrmEvidence().to_json()}
+    for m in spec.analysis.metrics:
+        if isinstance(m, ErrorRateMetric):
+            evidence[m.name] = RatioEvidence(m.tolerance).to_json()
+        elif isinstance(m, LatencyMetric):
+            evidence[m.name] = {_edge_key(e): RatioEvidence(m.tolerance).to_json() for e in m.gate_edges}
+        else:
+            evidence[m.name] = {"failures": 0}
+    return evidence
+
+
+def judge(
+    spec: RolloutSpec,
+    evidence: Mapping[str, Any],
+    observation: Observation | None,
+    context: JudgeContext,
+) -> tuple[dict[str, Any], list[MetricVerdict]]:
+    new = dict(evidence)
+    verdicts: list[MetricVerdict] = []
+    missing = _missing_reason(observation, context)
+    analysis = spec.analysis
+    for metric in analysis.metrics:
+        if missing is not None:
+            verdicts.append(MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: {missing}", gate=metric.gate))
+            continue
+        assert observation is not None and observation.baseline and observation.canary
+        if isinstance(metric, ErrorRateMetric):
+            new[metric.name], verdict = _judge_errors(spec, metric, evidence[metric.name], observation, context)
+        elif isinstance(metric, LatencyMetric):
+            new[metric.name], verdict = _judge_latency(spec, metric, evidence[metric.name], observation, context)
+        else:
+            new[metric.name], verdict = _judge_custom(metric, evidence[metric.name], observation)
+        verdicts.append(verdict)
+    if missing is None:
+        assert observation is not None and observation.baseline and observation.canary
+        new[SRM_KEY], srm = _judge_srm(spec, evidence[SRM_KEY], observation, context)
+        verdicts.append(srm)
+        outage = _shared_outage(spec, observation)
+        if outage is not None:
+            verdicts.append(outage)
+    return new, verdicts
+
+
+def _missing_reason(observation: Observation | None, context: JudgeContext) -> str | None:
+    if context.unavailable is not None:
+        return f"source unavailable ({context.unavailable}); holding"
+    if observation is None:
+        return "no observation; holding"
+    if observation.baseline is None or observation.canary is None:
+        which = "baseline and canary" if observation.baseline is None and observation.canary is None else (
+            "baseline" if observation.baseline is None else "canary")
+        return f"no data for the {which}; holding"
+    if observation.canary.requests == 0:
+        return "no canary traffic in this interval; holding"
+    if context.warmup:
+        return "canary warming up; interval excluded from evidence"
+    return None
+
+
+def _pct(events: float, requests: float) -> str:
+    return f"{100.0 * events / requests:.2f}%" if requests else "n/a"
+
+
+def _ratio_verdict(
+    name: str,
+    what: str,
+    summary: RatioSummary,
+    alpha_j: float,
+    metric: ErrorRateMetric | LatencyMetric,
+    promoted: str | None,
+    power: float | None,
+) -> MetricVerdict:
+    threshold = 1.0 / alpha_j
+    e_value = math.exp(min(summary.log_e, 700.0))
+    ratio = f"{summary.estimate:.2f}" if summary.estimate is not None else "n/a"
+    ci = f" (CS {summary.ci[0]:.2f}–{summary.ci[1]:.2f})" if summary.ci else ""
+    rates = (
+        f"canary {_pct(summary.canary_events, summary.canary_requests)} "
+        f"({summary.canary_events}/{summary.canary_requests}) vs baseline "
+        f"{_pct(summary.baseline_events, summary.baseline_requests)} "
+        f"({summary.baseline_events}/{summary.baseline_requests})"
+    )
+    if summary.log_e >= math.log(threshold):
+        verdict = Verdict.FAIL
+        tail = f"evidence {e_value:.0f} >= {threshold:.0f}: regression"
+    elif promoted:
+        verdict = Verdict.PASS
+        tail = f"evidence {e_value:.2f} < {threshold:.0f}; {promoted}"
+    else:
+        verdict = Verdict.CONTINUE
+        tail = f"evidence {e_value:.2f} < {threshold:.0f}"
+        if power is not None:
+            tail += f"; power {power:.2f} to catch a {metric.mde:g}x regression, not yet enough"
+    return MetricVerdict(
+        metric=name,
+        verdict=verdict,
+        reason=f"{what}: {rates}, ratio {ratio}{ci}, {tail}",
+        gate=metric.gate,
+        e_value=e_value,
+        threshold=threshold,
+        promotion_e_value=math.exp(min(summary.log_promotion_e, 700.0)),
+        ratio=summary.estimate,
+        ci=summary.ci,
+        canary={"requests": summary.canary_requests, "events": summary.canary_events},
+        baseline={"requests": summary.baseline_requests, "events": summary.baseline_events},
+        details={"power": power} if power is not None else {},
+    )
+
+
+def _promotion(
+    spec: RolloutSpec,
+    ev: RatioEvidence,
+    summary: RatioSummary,
+    metric: ErrorRateMetric | LatencyMetric,
+    alpha_j: float,
+    context: JudgeContext,
+) -> tuple[str | None, float | None]:
+    """Promotion evidence: non-inferiority at α_prom, a negligible canary rate, or enough information at the MDE.
+
+    Returns (why it passes or None, the power when it was computed).
+    """
+    if not context.assess_promotion:
+        return None, None
+    log_bar = math.log(1.0 / spec.analysis.promotion_alpha)
+    if summary.log_promotion_e >= log_bar:
+        return f"non-inferior (ratio < {metric.tolerance:g} shown)", None
+    level = metric.negligible_rate
+    if level is not None and negligible_log_e(ev.e_c, ev.n_c, level) >= log_bar:
+        return f"negligible (canary rate < {100 * level:g}% shown)", None
+    requests = ev.n_c + ev.n_b
+    rate = (ev.e_c + ev.e_b) / requests if requests else 0.0
+    power = detection_power(ev.exposure, rate, metric.mde, alpha_j, seed=context.seed)
+    if power >= spec.analysis.power:
+        return f"enough information (power {power:.2f} to catch a {metric.mde:g}x regression)", power
+    return None, power
+
+
+def _judge_errors(
+    spec: RolloutSpec,
+    metric: ErrorRateMetric,
+    state: Mapping[str, Any],
+    obs: Observation,
+    context: JudgeContext,
+) -> tuple[dict, MetricVerdict]:
+    assert obs.canary and obs.baseline
+    ev = RatioEvidence.from_json(dict(state)).update(
+        obs.canary.requests, obs.canary.errors, obs.baseline.requests, obs.baseline.errors
+    )
+    alpha_j = spec.analysis.alpha_for(metric.name)
+    summary = ev.summary(alpha=spec.analysis.alpha)
+    promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
+    verdict = _ratio_verdict(metric.name, "errors", summary, alpha_j, metric, promoted, power)
+    return ev.to_json(), verdict
+
+
+def _edge_key(edge: float) -> str:
+    return f"{edge:g}"
+
+
+def _judge_latency(
+    spec: RolloutSpec,
+    metric: LatencyMetric,
+    state: Mapping[str, Any],
+    obs: Observation,
+    context: JudgeContext,
+) -> tuple[dict, MetricVerdict]:
+    c, b = obs.canary, obs.baseline
+    assert c and b
+    if not c.latency_le or not b.latency_le:
+        return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no latency histogram; holding",
+                                          gate=metric.gate)
+    alpha_j = spec.analysis.alpha_for(metric.name)
+    new: dict[str, Any] = {}
+    per_edge: list[MetricVerdict] = []
+    for edge in metric.gate_edges:
+        key = _edge_key(edge)
+        if edge not in obs.edges:
+            return dict(state), MetricVerdict(
+                metric.name, Verdict.NO_DATA, f"{metric.name}: edge {key} ms is not among the source's buckets",
+                gate=metric.gate)
+        j = obs.edges.index(edge)
+        ev = RatioEvidence.from_json(state[key]).update(_n(c), c.slow(j), _n(b), b.slow(j))
+        new[key] = ev.to_json()
+        summary = ev.summary(alpha=spec.analysis.alpha)
+        promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
+        per_edge.append(_ratio_verdict(f"{metric.name}>{key}ms", f"requests > {key} ms", summary, alpha_j, metric,
+                                       promoted, power))
+    # Averaging e-processes over edges keeps validity for "no edge worse" (statistics.md §5.2).
+    e_avg = sum(v.e_value or 0.0 for v in per_edge) / len(per_edge)
+    threshold = 1.0 / alpha_j
+    if e_avg >= threshold:
+        verdict = Verdict.FAIL
+    elif all(v.verdict is Verdict.PASS for v in per_edge):
+        verdict = Verdict.PASS
+    else:
+        verdict = Verdict.CONTINUE
+    worst = max(per_edge, key=lambda v: v.e_value or 0.0)
+    reason = f"latency: evidence {e_avg:.2f} {'>=' if e_avg >= threshold else '<'} {threshold:.0f}; " + "; ".join(
+        v.reason for v in per_edge)
+    return new, MetricVerdict(
+        metric=metric.name,
+        verdict=verdict,
+        reason=reason,
+        gate=metric.gate,
+        e_value=e_avg,
+        threshold=threshold,
+        promotion_e_value=min(v.promotion_e_value or 0.0 for v in per_edge),
+        ratio=worst.ratio,
+        ci=worst.ci,
+        canary={"requests": float(_n(c))},
+        baseline={"requests": float(_n(b))},
+        details={"edges": {v.metric.split(">")[1]: _edge_details(v) for v in per_edge}},
+    )
+
+
+def _n(counts: SubsetCounts) -> int:
+    return counts.latency_le[-1]
+
+
+def _edge_details(v: MetricVerdict) -> dict[str, Any]:
+    return {
+        "verdict": v.verdict.value, "e_value": v.e_value, "ratio": v.ratio, "ci": list(v.ci) if v.ci else None,
+        "promotion_e_value": v.promotion_e_value, "canary_slow": v.canary.get("events"),
+        "baseline_slow": v.baseline.get("events"), **v.details,
+    }
+
+
+def _judge_custom(metric: CustomMetric, state: Mapping[str, Any], obs: Observation) -> tuple[dict, MetricVerdict]:
+    value = obs.custom.get(metric.name)
+    failures = int(state.get("failures", 0))
+    if value is None or value.canary is None or math.isnan(value.canary):
+        return {"failures": failures}, MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no data; holding",
+                                                     gate=metric.gate)
+    problems = []
+    if metric.max is not None and value.canary > metric.max:
+        problems.append(f"canary {value.canary:g} > max {metric.max:g}")
+    if metric.min is not None and value.canary < metric.min:
+        problems.append(f"canary {value.canary:g} < min {metric.min:g}")
+    if metric.max_ratio is not None and value.baseline:
+        ratio = value.canary / value.baseline
+        if ratio > metric.max_ratio:
+            problems.append(f"canary/baseline {ratio:.2f} > {metric.max_ratio:g}")
+    failures = failures + 1 if problems else 0
+    base = f"baseline {value.baseline:g}" if value.baseline is not None else "baseline n/a"
+    if failures >= metric.failure_limit:
+        verdict, tail = Verdict.FAIL, f"{failures} failed intervals in a row >= {metric.failure_limit}"
+    elif problems:
+        verdict, tail = Verdict.CONTINUE, f"failed {failures}/{metric.failure_limit}"
+    else:
+        verdict, tail = Verdict.PASS, "within bounds"
+    reason = f"{metric.name}: canary {value.canary:g} vs {base}; " + ("; ".join(problems) + "; " if problems else "")
+    return {"failures": failures}, MetricVerdict(
+        metric.name, verdict, reason + tail, gate=metric.gate,
+        canary={"value": value.canary}, baseline={"value": value.baseline} if value.baseline is not None else {},
+    )
+
+
+def _judge_srm(
+    spec: RolloutSpec, state: Mapping[str, Any], obs: Observation, context: JudgeContext
+) -> tuple[dict, MetricVerdict]:
+    assert obs.canary and obs.baseline
+    ev = SrmEvidence.from_json(dict(state))
+    guard = spec.analysis.guardrails
+    if context.expected_share is None or not guard.srm_check:
+        return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.CONTINUE, "traffic split: not checked in this phase",
+                                           gate=False)
+    ev = ev.update(obs.canary.requests, obs.baseline.requests, context.expected_share)
+    threshold = 1.0 / guard.srm_alpha
+    e_value = math.exp(min(ev.log_e, 700.0))
+    observed = ev.observed_share
+    seen = f"{100 * observed:.1f}%" if observed is not None else "n/a"
+    text = f"traffic split: canary share {seen} vs configured {100 * context.expected_share:.0f}%, " \
+           f"evidence {e_value:.2f}"
+    if ev.log_e >= math.log(threshold):
+        return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.HALT, f"{text} >= {threshold:.0f}: sample-ratio mismatch",
+                                           e_value=e_value, threshold=threshold)
+    return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.CONTINUE, f"{text} < {threshold:.0f}", gate=False,
+                                       e_value=e_value, threshold=threshold)
+
+
+def _shared_outage(spec: RolloutSpec, obs: Observation) -> MetricVerdict | None:
+    """Both subsets breach an absolute level: a shared dependency, not the canary. Pause, never promote."""
+    c, b = obs.canary, obs.baseline
+    assert c and b
+    if min(c.requests, b.requests) < MIN_REQUESTS_FOR_OUTAGE:
+        return None
+    guard = spec.analysis.guardrails
+    found = []
+    if c.errors / c.requests > guard.shared_error_rate and b.errors / b.requests > guard.shared_error_rate:
+        found.append(f"errors canary {_pct(c.errors, c.requests)}, baseline {_pct(b.errors, b.requests)} "
+                     f"> {100 * guard.shared_error_rate:g}%")
+    slo = next((m.slo_ms for m in spec.analysis.metrics if isinstance(m, LatencyMetric) and m.slo_ms), None)
+    if slo is not None and c.latency_le and b.latency_le and slo in obs.edges:
+        j = obs.edges.index(slo)
+        sc, sb = c.slow(j) / max(_n(c), 1), b.slow(j) / max(_n(b), 1)
+        if sc > guard.shared_slow_share and sb > guard.shared_slow_share:
+            found.append(f"requests > {slo:g} ms canary {100 * sc:.1f}%, baseline {100 * sb:.1f}% "
+                         f"> {100 * guard.shared_slow_share:g}%")
+    if not found:
+        return None
+    return MetricVerdict(OUTAGE_KEY, Verdict.HALT, "shared outage: " + "; ".join(found) + " (both subsets; no blame "
+                         "on the canary)")

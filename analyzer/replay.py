@@ -1,0 +1,176 @@
+"""Replay a past window through the judge, interval by interval: the gate for CI pipelines.
+
+Stopping at the first decisive interval is valid because the evidence is anytime-valid
+(statistics.md §2): peeking after every interval does not inflate the error rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from analyzer.config import RolloutSpec
+from analyzer.judge import OUTAGE_KEY, SRM_KEY, JudgeContext, initial_evidence, judge
+from analyzer.model import MetricVerdict, Observation, Verdict
+from analyzer.ports import MetricSource, SourceUnavailable
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    metric: str
+    verdict: str
+    reason: str
+    gate: bool
+    e_value: float | None = None
+    threshold: float | None = None
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    canary: Mapping[str, float] = field(default_factory=dict)
+    baseline: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, v: MetricVerdict) -> MetricSummary:
+        return cls(v.metric, v.verdict.value, v.reason, v.gate, v.e_value, v.threshold, v.ratio, v.ci,
+                   dict(v.canary), dict(v.baseline))
+
+
+@dataclass(frozen=True)
+class Gap:
+    start: datetime
+    end: datetime
+    why: str
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    intervals: int = 0
+    intervals_with_data: int = 0
+    gaps: tuple[Gap, ...] = ()
+    stale_series: tuple[str, ...] = ()
+    srm: str | None = None  # the sample-ratio-mismatch reason, when one was found
+    shared_outage: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    verdict: str  # pass | fail | inconclusive
+    reason: str
+    start: datetime
+    end: datetime
+    decided_at: datetime | None
+    metrics: tuple[MetricSummary, ...]
+    data_quality: DataQuality
+
+    def to_json(self) -> dict[str, Any]:
+        dq = self.data_quality
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "metrics": [
+                {**m.__dict__, "ci": list(m.ci) if m.ci else None, "canary": dict(m.canary),
+                 "baseline": dict(m.baseline)}
+                for m in self.metrics
+            ],
+            "data_quality": {
+                "intervals": dq.intervals,
+                "intervals_with_data": dq.intervals_with_data,
+                "gaps": [{"start": g.start.isoformat(), "end": g.end.isoformat(), "why": g.why} for g in dq.gaps],
+                "stale_series": list(dq.stale_series),
+                "srm": dq.srm,
+                "shared_outage": dq.shared_outage,
+            },
+        }
+
+
+def _gap_reason(observation: Observation | None, unavailable: str | None) -> str | None:
+    if unavailable is not None:
+        return f"source unavailable: {unavailable}"
+    assert observation is not None
+    if observation.baseline is None or observation.canary is None:
+        return "no data for " + " and ".join(
+            n for n, s in (("baseline", observation.baseline), ("canary", observation.canary)) if s is None)
+    return None
+
+
+def _outcome(spec: RolloutSpec, verdicts: Sequence[MetricVerdict], ticks_with_data: int) -> tuple[str, str] | None:
+    """(verdict, reason) once the interval decides, like the policy's rules for one step; else None."""
+    gates = [v for v in verdicts if v.gate]
+    failed = [v for v in gates if v.verdict is Verdict.FAIL]
+    if failed:
+        return "fail", "; ".join(v.reason for v in failed)
+    halted = [v for v in gates if v.verdict is Verdict.HALT]
+    if halted:
+        return "inconclusive", "comparison invalid: " + "; ".join(v.reason for v in halted)
+    if gates and ticks_with_data >= spec.timing.min_dwell and all(v.verdict is Verdict.PASS for v in gates):
+        return "pass", "; ".join(v.reason for v in gates)
+    return None
+
+
+def replay(
+    spec: RolloutSpec,
+    source: MetricSource,
+    start: datetime,
+    end: datetime,
+    *,
+    expected_share: float | None = None,
+) -> ReplayReport:
+    """Judge [start, end) in steps of spec.timing.interval; a trailing partial interval is left out.
+
+    `expected_share` is the canary's configured traffic share during the window; without it the
+    sample-ratio check is skipped (the weights of a past window are not in the metrics).
+    """
+    log = structlog.get_logger(__name__).bind(rollout=spec.name)
+    step = timedelta(seconds=spec.timing.interval)
+    warmup_until = start + timedelta(seconds=spec.timing.warmup)
+    evidence: dict[str, Any] = initial_evidence(spec)
+    verdicts: list[MetricVerdict] = []
+    gaps: list[Gap] = []
+    stale: set[str] = set()
+    srm = outage = None
+    ticks = with_data = 0
+    t = start
+    while t + step <= end:
+        observation: Observation | None = None
+        unavailable = None
+        try:
+            observation = source.observe(spec, t, t + step)
+            stale.update(observation.stale_series)
+        except SourceUnavailable as exc:
+            unavailable = str(exc)
+        context = JudgeContext(expected_share=expected_share, warmup=t < warmup_until, assess_promotion=True,
+                               unavailable=unavailable, seed=ticks)
+        evidence, verdicts = judge(spec, evidence, observation, context)
+        ticks += 1
+        why = _gap_reason(observation, unavailable)
+        if why:
+            gaps.append(Gap(t, t + step, why))
+        elif not context.warmup:
+            with_data += 1
+        srm = srm or next((v.reason for v in verdicts if v.metric == SRM_KEY and v.verdict is Verdict.HALT), None)
+        outage = outage or next((v.reason for v in verdicts if v.metric == OUTAGE_KEY), None)
+        t += step
+        decided = _outcome(spec, verdicts, with_data)
+        if decided:
+            log.info("replay_decided", verdict=decided[0], at=t.isoformat(), intervals=ticks)
+            return _report(decided, start, end, t, verdicts, ticks, with_data, gaps, stale, srm, outage)
+    reason = f"no decision after {ticks} intervals ({with_data} with data)"
+    if verdicts:
+        reason += ": " + "; ".join(v.reason for v in verdicts if v.gate)
+    return _report(("inconclusive", reason), start, end, None, verdicts, ticks, with_data, gaps, stale, srm, outage)
+
+
+def _report(
+    decided: tuple[str, str], start: datetime, end: datetime, decided_at: datetime | None,
+    verdicts: Sequence[MetricVerdict], ticks: int, with_data: int, gaps: Sequence[Gap], stale: set[str],
+    srm: str | None, outage: str | None,
+) -> ReplayReport:
+    quality = DataQuality(ticks, with_data, tuple(gaps), tuple(sorted(stale)), srm, outage)
+    return ReplayReport(decided[0], decided[1], start, end, decided_at,
+                        tuple(MetricSummary.of(v) for v in verdicts), quality)

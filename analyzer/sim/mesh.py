@@ -1,0 +1,145 @@
+"""The simulated mesh: a baseline and a canary behind the router, producing Istio-style telemetry.
+
+It implements the `MetricSource` port, so the engine runs the same code it runs in a cluster. Routing
+follows the router's current weights and header route, which closes the loop: the engine's
+decisions change what the mesh produces. Latency is recorded into histogram buckets by drawing the
+interval's bucket counts from a multinomial over the exact bucket probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from scipy.stats import norm
+
+from analyzer.config import RolloutSpec
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Observation, SubsetCounts
+from analyzer.ports import SourceUnavailable
+from analyzer.sim.scenario import Latency, Scenario
+from analyzer.traffic.memory import MemoryRouter
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Ground truth of one simulated interval, for tests and benchmarks."""
+
+    start: datetime
+    end: datetime
+    baseline: SubsetCounts
+    canary: SubsetCounts
+    header_requests: int
+    canary_error_rate: float
+    baseline_error_rate: float
+
+
+def latency_cdf(latency: Latency, edges: np.ndarray, scale: float = 1.0, tail_share: float = 0.0,
+                tail_ms: float = 0.0) -> np.ndarray:
+    """P(duration <= edge) for each edge."""
+
+    def lognormal(x: np.ndarray, median: float, sigma: float) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return norm.cdf((np.log(np.maximum(x, 1e-300)) - math.log(median * scale)) / sigma) * (x > 0)
+
+    def body(x: np.ndarray) -> np.ndarray:
+        main = lognormal(x, latency.median_ms, latency.sigma)
+        if latency.mixture_share == 0:
+            return main
+        other = lognormal(x, latency.mixture_median_ms, latency.mixture_sigma)
+        return (1 - latency.mixture_share) * main + latency.mixture_share * other
+
+    cdf = body(edges)
+    if tail_share > 0:
+        cdf = (1 - tail_share) * cdf + tail_share * body(edges - tail_ms)
+    return cdf
+
+
+class SimulatedMesh:
+    """A deterministic (per seed) baseline + canary; `observe` simulates the interval it is asked about."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        router: MemoryRouter,
+        *,
+        seed: int = 0,
+        start: datetime,
+        edges: tuple[float, ...] = ISTIO_DEFAULT_EDGES_MS,
+    ) -> None:
+        self.scenario = scenario
+        self.router = router
+        self.rng = np.random.default_rng(seed)
+        self.t0 = start
+        self.edges = edges
+        self._edges = np.asarray(edges, dtype=float)
+        self.history: list[Interval] = []
+        self.trace_sink: object | None = None  # set by the wiring when traces are simulated
+
+    def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
+        t = (start - self.t0).total_seconds()
+        mid = t + (end - start).total_seconds() / 2
+        sc = self.scenario
+        gap = next((g for g in sc.gaps if g.covers(mid)), None)
+        # Simulate even in a gap: the mesh keeps serving requests while telemetry is missing.
+        interval = self.simulate(spec, start, end)
+        if gap is not None and gap.kind == "unavailable":
+            raise SourceUnavailable(f"simulated Prometheus outage at minute {mid / 60:.1f}")
+        if gap is not None:
+            return Observation(start, end, None, None, self.edges)
+        return Observation(start, end, interval.baseline, interval.canary, self.edges,
+                           header_requests=interval.header_requests)
+
+    def simulate(self, spec: RolloutSpec, start: datetime, end: datetime) -> Interval:
+        sc, rng = self.scenario, self.rng
+        dt = (end - start).total_seconds()
+        t = (start - self.t0).total_seconds() + dt / 2
+        rate = sc.traffic.rps * (1 + sc.traffic.diurnal * math.sin(2 * math.pi * t / sc.traffic.diurnal_period))
+        total = int(rng.poisson(max(rate, 0.0) * dt))
+        weights = self.router.get_weights(spec)
+        share = min(1.0, weights.get(spec.target.canary.subset, 0) / 100.0 * sc.traffic.canary_share_factor)
+        header = int(rng.binomial(total, sc.traffic.header_share)) if self.router.header_route(spec) else 0
+        n_c = header + int(rng.binomial(total - header, share))
+        n_b = total - n_c
+
+        effect = self._effect(t)
+        outage = next((o for o in sc.outages if o.covers(t)), None)
+        shock = math.exp(sc.shock_sigma * rng.standard_normal() - sc.shock_sigma**2 / 2) if sc.shock_sigma else 1.0
+        p_b = min(1.0, (outage.error_rate if outage else sc.baseline.error_rate) * shock)
+        canary_base = outage.error_rate if outage else sc.canary_subset.error_rate
+        noise = (math.exp(sc.overdispersion * rng.standard_normal() - sc.overdispersion**2 / 2)
+                 if sc.overdispersion else 1.0)
+        ratio = 1 + (sc.regression.error_ratio - 1) * effect
+        p_c = min(1.0, canary_base * shock * ratio * noise)
+
+        out_scale = outage.latency_scale if outage else 1.0
+        warm = sc.warmup
+        warm_scale = 1.0
+        if warm.factor > 1 and warm.duration > 0:
+            warm_scale = 1 + (warm.factor - 1) * max(0.0, 1 - t / warm.duration)
+        reg = sc.regression
+        scale_c = out_scale * warm_scale * (1 + (reg.latency_scale - 1) * effect)
+        baseline = self._counts(n_b, p_b, sc.baseline.latency, out_scale, 0.0, 0.0)
+        canary = self._counts(n_c, p_c, sc.canary_subset.latency, scale_c, reg.tail_share * effect, reg.tail_ms)
+        interval = Interval(start, end, baseline, canary, header, p_c, p_b)
+        self.history.append(interval)
+        return interval
+
+    def _effect(self, t: float) -> float:
+        """0 before the onset, ramping linearly to 1 over `ramp`."""
+        reg = self.scenario.regression
+        if t < reg.onset:
+            return 0.0
+        if reg.ramp <= 0:
+            return 1.0
+        return min(1.0, (t - reg.onset) / reg.ramp)
+
+    def _counts(self, n: int, p_err: float, latency: Latency, scale: float, tail_share: float,
+                tail_ms: float) -> SubsetCounts:
+        errors = int(self.rng.binomial(n, p_err)) if n else 0
+        cdf = latency_cdf(latency, self._edges, scale, tail_share, tail_ms)
+        probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+        probs = np.clip(probs, 0.0, None)
+        bins = self.rng.multinomial(n, probs / probs.sum()) if n else np.zeros(probs.size, dtype=int)
+        return SubsetCounts(n, errors, tuple(int(v) for v in np.cumsum(bins)))

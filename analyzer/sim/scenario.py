@@ -1,0 +1,152 @@
+"""Simulation scenarios: a documented YAML schema (see config/README.md, "Scenarios") and the built-ins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from analyzer.config import Model, SpecError, _format_errors, parse_duration
+
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
+
+
+class Latency(Model):
+    """Lognormal latency, optionally a two-component mixture (cache hit/miss)."""
+
+    median_ms: float = Field(default=80.0, gt=0)
+    sigma: float = Field(default=0.5, gt=0)
+    mixture_share: float = Field(default=0.0, ge=0, lt=1)  # share of the second component
+    mixture_median_ms: float = Field(default=400.0, gt=0)
+    mixture_sigma: float = Field(default=0.3, gt=0)
+
+
+class Subset(Model):
+    error_rate: float = Field(default=0.005, ge=0, le=1)
+    latency: Latency = Field(default_factory=Latency)
+
+
+class Traffic(Model):
+    rps: float = Field(default=50.0, gt=0)
+    diurnal: float = Field(default=0.0, ge=0, lt=1)  # amplitude of a 24 h sine on the rate
+    diurnal_period: float = 86400.0
+    header_share: float = Field(default=0.05, ge=0, le=1)  # share of requests carrying the test header
+    # Routing skew (sample-ratio mismatch): the canary receives this factor of its configured share.
+    canary_share_factor: float = Field(default=1.0, gt=0)
+
+    @field_validator("diurnal_period", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Regression(Model):
+    """A canary-only change. Applies from `onset`, reaching full size after `ramp` (a leak)."""
+
+    onset: float = 0.0
+    ramp: float = 0.0
+    error_ratio: float = Field(default=1.0, ge=0)
+    latency_scale: float = Field(default=1.0, gt=0)
+    tail_share: float = Field(default=0.0, ge=0, le=1)  # share of canary requests that get tail_ms added
+    tail_ms: float = Field(default=500.0, ge=0)
+
+    @field_validator("onset", "ramp", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Window(Model):
+    start: float
+    end: float
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _order(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end}s is not after start {self.start}s")
+        return self
+
+    def covers(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+class Outage(Window):
+    """A shared incident: both subsets degrade (no blame on the canary)."""
+
+    error_rate: float = Field(default=0.2, ge=0, le=1)
+    latency_scale: float = Field(default=1.0, gt=0)
+
+
+class Gap(Window):
+    """Telemetry trouble: `no-data` returns empty series, `unavailable` makes the source fail."""
+
+    kind: Literal["no-data", "unavailable"] = "no-data"
+
+
+class Warmup(Model):
+    """A fresh canary is slower at first: latency x factor, decaying linearly to 1 over `duration`."""
+
+    factor: float = Field(default=1.0, ge=1)
+    duration: float = 0.0
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Scenario(Model):
+    name: str = "custom"
+    description: str = ""
+    traffic: Traffic = Field(default_factory=Traffic)
+    baseline: Subset = Field(default_factory=Subset)
+    canary: Subset | None = None  # defaults to the baseline's behaviour
+    regression: Regression = Field(default_factory=Regression)
+    shock_sigma: float = Field(default=0.0, ge=0)  # shared per-interval log-normal shocks on error rates
+    overdispersion: float = Field(default=0.0, ge=0)  # canary-only per-interval log-normal noise on its error rate
+    outages: list[Outage] = Field(default_factory=list)
+    gaps: list[Gap] = Field(default_factory=list)
+    warmup: Warmup = Field(default_factory=Warmup)
+    traces: dict[str, Any] | None = None  # trace scenario (analyzer.sim.traces), optional
+
+    @property
+    def canary_subset(self) -> Subset:
+        return self.canary or self.baseline
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in name (see `builtin_names`) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise SpecError(f"scenario: {name_or_path!r} is not a built-in scenario "
+                            f"(known: {', '.join(builtin_names())}) nor a file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level")
+    data.setdefault("name", path.stem)
+    try:
+        return Scenario.model_validate(data)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise SpecError(_format_errors(exc, str(path))) from None
+        raise

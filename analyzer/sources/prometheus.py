@@ -1,0 +1,165 @@
+"""`MetricSource` over Prometheus: exact per-subset increments from raw Istio counter samples.
+
+Per interval [start, end) it sends one query per metric, both subsets at once:
+`istio_requests_total{…,subset=~"base|canary"}[window+lookback]` and the same for
+`istio_request_duration_milliseconds_bucket`, evaluated at `end`. An instant query of a range
+selector returns the raw samples, which are differenced per series (analyzer.stats.counters) and
+then summed; `increase()`/`rate()` are never used because they extrapolate to non-integers.
+Errors are told apart client-side from the `response_code` / `grpc_response_status` labels, so
+the requests query serves both counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from analyzer.config import CustomMetric, LatencyMetric, PrometheusSource, RolloutSpec
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, CustomValue, Observation, SubsetCounts
+from analyzer.ports import SourceUnavailable
+from analyzer.sources import promql
+from analyzer.sources.prom_client import PromClient, Series, first_label_match
+from analyzer.stats.counters import has_nan, is_stale, sum_increases
+
+# How far before `start` to look for each series' reference sample. Prometheus' own staleness
+# window is 5 minutes; a series with no sample in it is treated as born inside the window.
+MIN_LOOKBACK_S = 300.0
+_SERIES_ID_LABELS = ("pod", "instance", "response_code", "grpc_response_status")
+
+
+def _ts(moment: datetime) -> float:
+    # Naive datetimes are read as UTC, never as local time (formats.md §5.2).
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _latency_metric(spec: RolloutSpec) -> LatencyMetric | None:
+    return next((m for m in spec.analysis.metrics if isinstance(m, LatencyMetric)), None)
+
+
+def _series_id(series: Series, subset_label: str) -> str:
+    name = series.labels.get("__name__", "?")
+    keys = (subset_label, *_SERIES_ID_LABELS)
+    body = ",".join(f'{k}="{series.labels[k]}"' for k in keys if k in series.labels)
+    return f"{name}{{{body}}}"
+
+
+def _le(series: Series) -> float | None:
+    try:
+        return float(series.labels.get("le", "nan").replace("+Inf", "inf"))
+    except ValueError:
+        return None
+
+
+class PrometheusMetricSource:
+    """Implements `analyzer.ports.MetricSource`.
+
+    The connection comes from `spec.sources.metrics` when it is a `PrometheusSource`, else from
+    `default`. Call `observe` for an interval only once a scrape past `end` has happened (lag one
+    scrape interval), or the interval's last increments are not stored yet.
+    """
+
+    def __init__(
+        self,
+        default: PrometheusSource | None = None,
+        *,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._default = default or PrometheusSource()
+        self._backoff_s = backoff_s
+        self._sleep = sleep
+        self._clients: dict[PrometheusSource, PromClient] = {}
+
+    def _config(self, spec: RolloutSpec) -> PrometheusSource:
+        metrics = spec.sources.metrics
+        return metrics if isinstance(metrics, PrometheusSource) else self._default
+
+    def _client(self, config: PrometheusSource) -> PromClient:
+        if config not in self._clients:
+            self._clients[config] = PromClient(config, backoff_s=self._backoff_s, sleep=self._sleep)
+        return self._clients[config]
+
+    def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
+        config = self._config(spec)
+        sel = promql.selection(spec, config)
+        client = self._client(config)
+        t0, t1 = _ts(start), _ts(end)
+        if t1 <= t0:
+            raise ValueError(f"empty interval [{start}, {end})")
+        log = structlog.get_logger(__name__).bind(rollout=spec.name, start=start.isoformat(), end=end.isoformat())
+        span = (t1 - t0) + max(MIN_LOOKBACK_S, 4 * config.scrape_interval)
+        latency = _latency_metric(spec)
+        edges = tuple(latency.bucket_edges) if latency else ISTIO_DEFAULT_EDGES_MS
+
+        requests = client.raw_series(sel.raw_samples(promql.REQUESTS_METRIC, span), t1)
+        buckets = client.raw_series(sel.raw_samples(promql.BUCKET_METRIC, span), t1) if latency else []
+        errors = promql.ErrorDefinition.from_spec(spec)
+
+        def counts(value: str) -> SubsetCounts | None:
+            req = [s for s in requests if s.labels.get(sel.subset_label) == value]
+            hist = [s for s in buckets if s.labels.get(sel.subset_label) == value]
+            if not req or (latency and not hist):
+                log.info("subset_has_no_series", subset=value, requests=len(req), buckets=len(hist))
+                return None
+            if any(has_nan(s.samples) for s in (*req, *hist)):
+                log.warning("subset_has_nan_samples", subset=value)
+                return None
+            return SubsetCounts(
+                requests=sum_increases((s.samples for s in req), t0, t1),
+                errors=sum_increases((s.samples for s in req if errors.is_error(s.labels)), t0, t1),
+                latency_le=self._latency_le(hist, edges, t0, t1) if latency else (),
+            )
+
+        stale = sorted(
+            {_series_id(s, sel.subset_label) for s in (*requests, *buckets)
+             if is_stale(s.samples, t1, config.scrape_interval)}
+        )
+        if stale:
+            log.info("stale_series", count=len(stale))
+        return Observation(
+            start=start,
+            end=end,
+            baseline=counts(sel.baseline),
+            canary=counts(sel.canary),
+            edges=edges,
+            custom=self._custom(spec, client, sel, t0, t1),
+            stale_series=tuple(stale),
+        )
+
+    @staticmethod
+    def _latency_le(hist: Sequence[Series], edges: Sequence[float], t0: float, t1: float) -> tuple[int, ...]:
+        by_le: dict[float, list[Series]] = {}
+        for s in hist:
+            le = _le(s)
+            if le is not None:
+                by_le.setdefault(le, []).append(s)
+        out = []
+        for edge in (*edges, math.inf):
+            if edge not in by_le:
+                # A missing edge would silently read as zero slow requests: refuse instead.
+                raise SourceUnavailable(
+                    f"histogram has no bucket le={edge:g}; set bucketEdges to the buckets the proxies export"
+                )
+            out.append(sum_increases((s.samples for s in by_le[edge]), t0, t1))
+        return tuple(out)
+
+    @staticmethod
+    def _custom(
+        spec: RolloutSpec, client: PromClient, sel: promql.Selection, t0: float, t1: float
+    ) -> dict[str, CustomValue]:
+        out: dict[str, CustomValue] = {}
+        for metric in spec.analysis.metrics:
+            if not isinstance(metric, CustomMetric):
+                continue
+            values = []
+            for subset in (sel.baseline, sel.canary):
+                query = promql.render_template(
+                    metric.query, promql.template_values(sel, subset, t1 - t0), f"analysis.metrics[{metric.name}].query"
+                )
+                values.append(first_label_match(client.instant(query, t1), sel.subset_label, subset))
+            out[metric.name] = CustomValue(baseline=values[0], canary=values[1])
+        return out

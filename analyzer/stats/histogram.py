@@ -1,0 +1,144 @@
+"""Pure helpers on cumulative Prometheus `le` bucket counts.
+
+Conventions: `edges` holds the J finite upper bounds in increasing order; a cumulative count array has J+1
+entries on its last axis, the last one being `le="+Inf"` (the total). Leading axes (e.g. time) broadcast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+FloatArray = NDArray[np.float64]
+
+
+def _cum(cum_le: ArrayLike) -> FloatArray:
+    cum = np.asarray(cum_le, dtype=float)
+    if cum.ndim == 0:
+        raise ValueError("cumulative counts need at least one axis")
+    return cum
+
+
+def bin_counts(cum_le: ArrayLike) -> FloatArray:
+    """Per-bucket counts from cumulative ones: bin j holds (edges[j-1], edges[j]]; the last bin is (edges[-1], +Inf)."""
+    cum = _cum(cum_le)
+    return np.diff(cum, axis=-1, prepend=0.0)
+
+
+def cumulative(bins: ArrayLike) -> FloatArray:
+    """Inverse of `bin_counts`."""
+    return np.cumsum(np.asarray(bins, dtype=float), axis=-1)
+
+
+def exceedances(cum_le: ArrayLike) -> FloatArray:
+    """Observations strictly above each finite edge: total − cum[j], shape [..., J]."""
+    cum = _cum(cum_le)
+    return cum[..., -1:] - cum[..., :-1]
+
+
+def histogram_quantile(q: float, edges: ArrayLike, cum_le: ArrayLike) -> FloatArray | float:
+    """Prometheus `histogram_quantile` (promql/quantile.go `bucketQuantile`) on classic buckets.
+
+    Linear interpolation inside the bucket holding rank q·total; the lowest bucket starts at 0 (unless its bound
+    is ≤ 0, then that bound is returned); a rank in the +Inf bucket returns the highest finite bound; NaN for 0
+    observations or fewer than 2 buckets. Non-monotonic counts are forced monotonic, as Prometheus does.
+    Returns a float for one histogram, an array for a stack of them.
+    """
+    e = np.asarray(edges, dtype=float)
+    cum = np.maximum.accumulate(_cum(cum_le), axis=-1)
+    if cum.shape[-1] != e.size + 1:
+        raise ValueError(f"need {e.size + 1} cumulative counts (J edges + Inf), got {cum.shape[-1]}")
+    shape = cum.shape[:-1]
+    if np.isnan(q):
+        out = np.full(shape, np.nan)
+    elif q < 0 or q > 1:
+        out = np.full(shape, -np.inf if q < 0 else np.inf)
+    elif e.size == 0:
+        out = np.full(shape, np.nan)
+    else:
+        out = _bucket_quantile(q, e, cum)
+    return float(out) if out.ndim == 0 else out
+
+
+def _bucket_quantile(q: float, e: FloatArray, cum: FloatArray) -> FloatArray:
+    j = e.size
+    total = cum[..., -1]
+    rank = q * total
+    # sort.Search over the finite buckets: first with count >= rank, else the +Inf bucket (index J).
+    hit = cum[..., :j] >= rank[..., None]
+    b = np.where(hit.any(axis=-1), hit.argmax(axis=-1), j)
+    bi = np.minimum(b, j - 1)
+    end = e[bi]
+    start = np.where(b > 0, e[np.maximum(bi - 1, 0)], 0.0)
+    below = np.where(b > 0, np.take_along_axis(cum, np.maximum(bi - 1, 0)[..., None], axis=-1)[..., 0], 0.0)
+    count = np.take_along_axis(cum, bi[..., None], axis=-1)[..., 0] - below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = start + (end - start) * ((rank - below) / count)
+    out = np.where(b == j, e[-1], out)
+    out = np.where((b == 0) & (e[0] <= 0), e[0], out)
+    return np.where(total == 0, np.nan, out)
+
+
+def histogram_mean(total_sum: ArrayLike, count: ArrayLike) -> FloatArray | float:
+    """`rate(_sum)/rate(_count)`: the mean, NaN where there are no observations."""
+    s = np.asarray(total_sum, dtype=float)
+    c = np.asarray(count, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(c > 0, s / np.where(c > 0, c, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def binned_mean(edges: ArrayLike, cum_le: ArrayLike) -> FloatArray | float:
+    """Mean from bucket midpoints when `_sum` is unavailable (first bin from 0, +Inf bin at the top edge)."""
+    e = np.asarray(edges, dtype=float)
+    lows = np.concatenate(([0.0], e))
+    highs = np.concatenate((e, e[-1:]))
+    bins = bin_counts(cum_le)
+    return histogram_mean((bins * (lows + highs) / 2).sum(axis=-1), bins.sum(axis=-1))
+
+
+@dataclass(frozen=True)
+class QuantileInterval:
+    """A histogram quantile estimate with a distribution-free interval mapped to bucket edges.
+
+    `low`/`high` are bucket edges: the true quantile lies in [low, high] with probability ≥ `confidence`
+    (0 and +Inf stand for "unbounded" on either side). `estimate` is the Prometheus interpolation.
+    """
+
+    q: float
+    estimate: float
+    low: float
+    high: float
+    low_rank: int  # order statistic index (1-based) that bounds from below; 0 = none
+    high_rank: int  # order statistic index (1-based) that bounds from above; n+1 = none
+    n: int
+    confidence: float
+
+
+def quantile_interval(q: float, edges: ArrayLike, cum_le: ArrayLike, confidence: float = 0.95) -> QuantileInterval:
+    """Order-statistic binomial CI [X_(l), X_(u)] for the q-quantile, widened to the enclosing bucket edges.
+
+    #{X ≤ ξ_q} ~ Bin(n, q), so P(X_(l) ≤ ξ_q ≤ X_(u)) ≥ P(l ≤ B ≤ u−1) ≥ confidence for the chosen l, u.
+    X_(l) lies in a bucket (a, b], so `a` is a valid lower bound; likewise the upper edge of X_(u)'s bucket.
+    """
+    if not 0 < q < 1:
+        raise ValueError("q must be in (0, 1)")
+    e = np.asarray(edges, dtype=float)
+    cum = np.maximum.accumulate(_cum(cum_le), axis=-1)
+    if cum.ndim != 1:
+        raise ValueError("quantile_interval takes one histogram")
+    n = int(np.rint(cum[-1]))
+    est = histogram_quantile(q, e, cum)
+    if n == 0:
+        return QuantileInterval(q, float("nan"), 0.0, float("inf"), 0, 1, 0, confidence)
+    a = 1.0 - confidence
+    lo_rank = int(stats.binom.ppf(a / 2, n, q))  # P(B ≤ lo_rank − 1) < a/2
+    hi_rank = int(stats.binom.ppf(1 - a / 2, n, q)) + 1  # P(B ≥ hi_rank) ≤ a/2
+    lows = np.concatenate(([0.0], e))
+    highs = np.concatenate((e, [np.inf]))
+    low = 0.0 if lo_rank < 1 else float(lows[np.searchsorted(cum, lo_rank, side="left")])
+    high = float("inf") if hi_rank > n else float(highs[np.searchsorted(cum, hi_rank, side="left")])
+    return QuantileInterval(q, float(est), low, high, max(lo_rank, 0), hi_rank, n, confidence)

@@ -1,0 +1,1 @@
+"""Benchmark harness: peer methods and simulation drivers."""

@@ -1,0 +1,1 @@
+"""Protocol-level fakes of servers that cannot be installed here."""
