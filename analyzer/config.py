@@ -238,6 +238,23 @@ class LatencyMetric(Model):
         return [250.0, 500.0]
 
 
+class TraceMetric(Model):
+    """Span durations of sampled traces at pre-registered edges (statistics.md §5.3); explains by default."""
+
+    name: str = "traces"
+    type: Literal["traces"] = "traces"
+    gate: bool = False
+    edges: list[float] = Field(default_factory=lambda: [100.0, 250.0], min_length=1)
+    tolerance: float = Field(default=1.5, gt=1)
+    mde: float = Field(default=2.0, gt=1)
+    weight: float = Field(default=1.0, gt=0)
+    negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
+
+    @property
+    def gate_edges(self) -> list[float]:
+        return sorted(set(self.edges))
+
+
 class CustomMetric(Model):
     """A templated PromQL query giving one value per subset, compared like Flagger's thresholdRange."""
 
@@ -257,7 +274,7 @@ class CustomMetric(Model):
         return self
 
 
-MetricSpec = Annotated[ErrorRateMetric | LatencyMetric | CustomMetric, Field(discriminator="type")]
+MetricSpec = Annotated[ErrorRateMetric | LatencyMetric | TraceMetric | CustomMetric, Field(discriminator="type")]
 
 
 class Guardrails(Model):
@@ -290,12 +307,17 @@ class Analysis(Model):
         return self
 
     def alpha_for(self, metric_name: str) -> float:
-        """Bonferroni split of alpha across the sequential gate metrics, by weight."""
+        """Bonferroni split of alpha across the sequential gate metrics, by weight.
+
+        A diagnostic (non-gate) metric is shown against the whole alpha; it never rolls back.
+        """
         gates = [m for m in self.metrics if m.gate and not isinstance(m, CustomMetric)]
         total = sum(m.weight for m in gates)
         for m in gates:
             if m.name == metric_name:
                 return self.alpha * m.weight / total
+        if any(m.name == metric_name for m in self.metrics):
+            return self.alpha
         raise KeyError(metric_name)
 
 
@@ -383,7 +405,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("error-rate", "latency", "custom", "prometheus", "simulated", "jaeger", "none"):
+        elif part in ("error-rate", "latency", "traces", "custom", "prometheus", "simulated", "jaeger", "none"):
             continue  # discriminator tags pydantic adds to the path
         else:
             out += ("." if out else "") + str(part)

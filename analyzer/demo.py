@@ -70,4 +70,7 @@ def _summary(console: Console, result: RunResult) -> None:
         ratio = "" if v.ratio is None else f"{v.ratio:.2f}" + (f" ({v.ci[0]:.2f}–{v.ci[1]:.2f})" if v.ci else "")
         table.add_row(v.metric, v.verdict.value, ev, ratio, v.reason)
     console.print(table)
+    if "traces" in result.extras:
+        console.print("[bold]Trace findings[/] (diagnostics, they do not gate):")
+        console.print(result.extras["traces"], markup=False)
     console.print(f"Recorded as [bold]{result.rollout_id}[/]: `canary-analyzer history show {result.rollout_id}`")

@@ -27,8 +27,11 @@ from analyzer.model import (
     Scale,
     SetHeaderRoute,
     SetWeights,
+    Span,
 )
-from analyzer.ports import Clock, MetricSource, Notifier, Scaler, SourceUnavailable, Store, TrafficRouter
+from analyzer.ports import Clock, MetricSource, Notifier, Scaler, SourceUnavailable, Store, TraceSource, TrafficRouter
+
+MAX_KEPT_SPANS = 200_000  # bounds memory on long rollouts; the report uses the most recent spans
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Engine:
         notifier: Notifier,
         store: Store,
         clock: Clock,
+        traces: TraceSource | None = None,
         seed: int = 0,
     ) -> None:
         self.spec = spec
@@ -62,7 +66,9 @@ class Engine:
         self.notifier = notifier
         self.store = store
         self.clock = clock
+        self.traces = traces
         self.seed = seed
+        self.spans: list[Span] = []  # sampled spans of the rollout so far, for the trace report
         self.state = RolloutState(rollout=rollout_id)
         self.last_verdicts: tuple[MetricVerdict, ...] = ()
         self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id)
@@ -108,6 +114,8 @@ class Engine:
                 unavailable = str(exc)
                 log.warning("source unavailable", error=unavailable)
                 self.store.record_event(self.rollout_id, state.tick + 1, "source-unavailable", unavailable)
+            if observation is not None and self.traces is not None:
+                observation = replace(observation, spans=self._spans(start, now, state.tick + 1, log))
             ctx = policy.judge_context(self.spec, state, now, seed=self.seed)
             ctx = replace(ctx, unavailable=unavailable)
             evidence, verdicts = judge(self.spec, state.evidence, observation, ctx)
@@ -117,12 +125,34 @@ class Engine:
         log.info("tick", decision=decision.kind, new_phase=outcome.state.phase.value, reason=decision.reason[:200])
         return outcome
 
+    def trace_report(self) -> object | None:
+        """Trace findings over the whole rollout so far (diagnostics), or None without a trace source."""
+        if self.traces is None:
+            return None
+        from analyzer.traces import analyze_traces
+
+        t = self.spec.target
+        return analyze_traces(self.spans, t.baseline.subset, t.canary.subset)
+
     # ---- internals ----
+
+    def _spans(self, start: datetime, end: datetime, tick: int,
+               log: structlog.typing.FilteringBoundLogger) -> tuple[Span, ...] | None:
+        assert self.traces is not None
+        try:
+            spans = tuple(self.traces.spans(self.spec, start, end))
+        except SourceUnavailable as exc:
+            log.warning("trace source unavailable", error=str(exc))
+            self.store.record_event(self.rollout_id, tick, "trace-source-unavailable", str(exc))
+            return None
+        self.spans.extend(spans)
+        del self.spans[:-MAX_KEPT_SPANS]
+        return spans
 
     def _commit(self, state: RolloutState, decision: Decision, observation: Observation | None,
                 verdicts: tuple[MetricVerdict, ...], *, synced: ActionResult | None = None) -> TickOutcome:
         tick_id = self.store.record_intent(self.rollout_id, state, observation, verdicts, decision)
-        results = self._act(decision.actions)
+        results = self._act(decision.actions, tick=state.tick)
         self.store.record_results(tick_id, results)
         failed = [r for r in (*results, *((synced,) if synced else ())) if not r.ok]
         if failed:
@@ -139,18 +169,18 @@ class Engine:
             self.last_verdicts = verdicts
         return TickOutcome(state, decision, observation, verdicts, results)
 
-    def _act(self, actions: tuple[Action, ...]) -> tuple[ActionResult, ...]:
+    def _act(self, actions: tuple[Action, ...], tick: int | None = None) -> tuple[ActionResult, ...]:
         results = []
         for action in actions:
             try:
-                self._apply(action)
+                self._apply(action, self.state.tick if tick is None else tick)
                 results.append(ActionResult(action, True))
             except Exception as exc:  # an adapter failure must not kill the loop; it is recorded and retried
                 self.log.error("action failed", action=type(action).__name__, error=str(exc))
                 results.append(ActionResult(action, False, f"{type(exc).__name__}: {exc}"))
         return tuple(results)
 
-    def _apply(self, action: Action) -> None:
+    def _apply(self, action: Action, tick: int) -> None:
         if isinstance(action, SetWeights):
             self.router.set_weights(self.spec, dict(action.weights))
         elif isinstance(action, SetHeaderRoute):
@@ -159,7 +189,7 @@ class Engine:
             self.scaler.scale(self.spec, action.subset, action.replicas)
         elif isinstance(action, Notify):
             self.notifier.notify(self.spec, action.event, action.message)
-            self.store.record_event(self.rollout_id, self.state.tick, action.event, action.message)
+            self.store.record_event(self.rollout_id, tick, action.event, action.message)
 
     def _reconcile(self, state: RolloutState, log: structlog.typing.FilteringBoundLogger) -> ActionResult | None:
         """Re-apply the intended weights when the route drifted (someone edited it, or an action failed).

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec
+from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec, TraceMetric
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
 from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
 from analyzer.stats.srm import SrmEvidence
@@ -36,7 +36,7 @@ def initial_evidence(spec: RolloutSpec) -> dict[str, Any]:
     for m in spec.analysis.metrics:
         if isinstance(m, ErrorRateMetric):
             evidence[m.name] = RatioEvidence(m.tolerance).to_json()
-        elif isinstance(m, LatencyMetric):
+        elif isinstance(m, LatencyMetric | TraceMetric):
             evidence[m.name] = {_edge_key(e): RatioEvidence(m.tolerance).to_json() for e in m.gate_edges}
         else:
             evidence[m.name] = {"failures": 0}
@@ -62,6 +62,8 @@ def judge(
             new[metric.name], verdict = _judge_errors(spec, metric, evidence[metric.name], observation, context)
         elif isinstance(metric, LatencyMetric):
             new[metric.name], verdict = _judge_latency(spec, metric, evidence[metric.name], observation, context)
+        elif isinstance(metric, TraceMetric):
+            new[metric.name], verdict = _judge_traces(spec, metric, evidence[metric.name], observation, context)
         else:
             new[metric.name], verdict = _judge_custom(metric, evidence[metric.name], observation)
         verdicts.append(verdict)
@@ -100,7 +102,7 @@ def _ratio_verdict(
     what: str,
     summary: RatioSummary,
     alpha_j: float,
-    metric: ErrorRateMetric | LatencyMetric,
+    metric: ErrorRateMetric | LatencyMetric | TraceMetric,
     promoted: str | None,
     power: float | None,
 ) -> MetricVerdict:
@@ -145,7 +147,7 @@ def _promotion(
     spec: RolloutSpec,
     ev: RatioEvidence,
     summary: RatioSummary,
-    metric: ErrorRateMetric | LatencyMetric,
+    metric: ErrorRateMetric | LatencyMetric | TraceMetric,
     alpha_j: float,
     context: JudgeContext,
 ) -> tuple[str | None, float | None]:
@@ -203,23 +205,54 @@ def _judge_latency(
     if not c.latency_le or not b.latency_le:
         return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no latency histogram; holding",
                                           gate=metric.gate)
+    counts: dict[float, tuple[int, int, int, int]] = {}
+    for edge in metric.gate_edges:
+        if edge not in obs.edges:
+            return dict(state), MetricVerdict(
+                metric.name, Verdict.NO_DATA, f"{metric.name}: edge {edge:g} ms is not among the source's buckets",
+                gate=metric.gate)
+        j = obs.edges.index(edge)
+        counts[edge] = (_n(c), c.slow(j), _n(b), b.slow(j))
+    return _judge_edges(spec, metric, state, counts, context, "requests")
+
+
+def _judge_traces(
+    spec: RolloutSpec,
+    metric: TraceMetric,
+    state: Mapping[str, Any],
+    obs: Observation,
+    context: JudgeContext,
+) -> tuple[dict, MetricVerdict]:
+    if obs.spans is None:
+        return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no trace source; holding",
+                                          gate=metric.gate)
+    from analyzer.traces.exceedance import trace_exceedance_counts
+
+    t = spec.target
+    counts = trace_exceedance_counts(obs.spans, metric.gate_edges, t.baseline.subset, t.canary.subset)
+    return _judge_edges(spec, metric, state, counts, context, "traces")
+
+
+def _judge_edges(
+    spec: RolloutSpec,
+    metric: LatencyMetric | TraceMetric,
+    state: Mapping[str, Any],
+    counts: Mapping[float, tuple[int, int, int, int]],
+    context: JudgeContext,
+    unit: str,
+) -> tuple[dict, MetricVerdict]:
+    """Exceedance e-processes at pre-registered edges, averaged (valid for "no edge worse", statistics.md §5.2)."""
     alpha_j = spec.analysis.alpha_for(metric.name)
     new: dict[str, Any] = {}
     per_edge: list[MetricVerdict] = []
-    for edge in metric.gate_edges:
+    for edge, (n_c, s_c, n_b, s_b) in counts.items():
         key = _edge_key(edge)
-        if edge not in obs.edges:
-            return dict(state), MetricVerdict(
-                metric.name, Verdict.NO_DATA, f"{metric.name}: edge {key} ms is not among the source's buckets",
-                gate=metric.gate)
-        j = obs.edges.index(edge)
-        ev = RatioEvidence.from_json(state[key]).update(_n(c), c.slow(j), _n(b), b.slow(j))
+        ev = RatioEvidence.from_json(state[key]).update(n_c, s_c, n_b, s_b)
         new[key] = ev.to_json()
         summary = ev.summary(alpha=spec.analysis.alpha)
         promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
-        per_edge.append(_ratio_verdict(f"{metric.name}>{key}ms", f"requests > {key} ms", summary, alpha_j, metric,
+        per_edge.append(_ratio_verdict(f"{metric.name}>{key}ms", f"{unit} > {key} ms", summary, alpha_j, metric,
                                        promoted, power))
-    # Averaging e-processes over edges keeps validity for "no edge worse" (statistics.md §5.2).
     e_avg = sum(v.e_value or 0.0 for v in per_edge) / len(per_edge)
     threshold = 1.0 / alpha_j
     if e_avg >= threshold:
@@ -229,8 +262,9 @@ def _judge_latency(
     else:
         verdict = Verdict.CONTINUE
     worst = max(per_edge, key=lambda v: v.e_value or 0.0)
-    reason = f"latency: evidence {e_avg:.2f} {'>=' if e_avg >= threshold else '<'} {threshold:.0f}; " + "; ".join(
-        v.reason for v in per_edge)
+    reason = f"{metric.name}: evidence {e_avg:.2f} {'>=' if e_avg >= threshold else '<'} {threshold:.0f}; " + \
+        "; ".join(v.reason for v in per_edge)
+    n_c, n_b = next(iter(counts.values()))[::2]
     return new, MetricVerdict(
         metric=metric.name,
         verdict=verdict,
@@ -241,8 +275,8 @@ def _judge_latency(
         promotion_e_value=min(v.promotion_e_value or 0.0 for v in per_edge),
         ratio=worst.ratio,
         ci=worst.ci,
-        canary={"requests": float(_n(c))},
-        baseline={"requests": float(_n(b))},
+        canary={unit: float(n_c)},
+        baseline={unit: float(n_b)},
         details={"edges": {v.metric.split(">")[1]: _edge_details(v) for v in per_edge}},
     )
 

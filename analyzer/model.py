@@ -75,6 +75,24 @@ class SubsetCounts:
 
 
 @dataclass(frozen=True)
+class Span:
+    """One span from a trace source, reduced to what the analysis uses."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    service: str
+    operation: str
+    kind: str  # server | client | internal | producer | consumer | unspecified
+    start_us: int
+    duration_us: int
+    error: bool
+    http_status: int | None
+    subset: str | None  # baseline/canary subset name, or None when unknown
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CustomValue:
     """One value per subset for a templated custom metric; None means no data."""
 
@@ -98,28 +116,12 @@ class Observation:
     stale_series: tuple[str, ...] = ()
     # Requests routed by the header match during the interval, when the source can tell.
     header_requests: int | None = None
+    # Sampled spans of the interval; None when no trace source is configured or it was unavailable.
+    spans: tuple[Span, ...] | None = None
 
     @property
     def has_data(self) -> bool:
         return self.baseline is not None and self.canary is not None
-
-
-@dataclass(frozen=True)
-class Span:
-    """One span from a trace source, reduced to what the analysis uses."""
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    service: str
-    operation: str
-    kind: str  # server | client | internal | producer | consumer | unspecified
-    start_us: int
-    duration_us: int
-    error: bool
-    http_status: int | None
-    subset: str | None  # baseline/canary subset name, or None when unknown
-    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Verdict(StrEnum):

@@ -86,8 +86,9 @@ def run_rollout(
     store = store or NullStore()
     rollout_id = rollout_id or f"{spec.name}-{scenario.name}-{seed}"
     store.create_rollout(rollout_id, spec, spec_text, {"mode": "simulated", "scenario": scenario.name, "seed": seed})
+    traces = _trace_source(spec, scenario, mesh, seed)
     engine = Engine(spec, rollout_id, metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(),
-                    store=store, clock=clock, seed=seed)
+                    store=store, clock=clock, traces=traces, seed=seed)
     steps: list[int] = []
     outcome = engine.start()
     max_ticks = int(spec.timing.budget / spec.timing.interval) + 10
@@ -110,6 +111,12 @@ def run_rollout(
             break
         n_canary += iv.canary.requests
         harm += iv.canary.requests * max(0.0, iv.canary_error_rate - iv.baseline_error_rate)
+    extras: dict[str, Any] = {}
+    metrics = list(engine.last_verdicts)
+    report = engine.trace_report()
+    if report is not None:
+        metrics += report.verdicts()  # type: ignore[attr-defined]
+        extras["traces"] = report.summary()  # type: ignore[attr-defined]
     return RunResult(
         rollout_id=rollout_id,
         outcome=OUTCOME_BY_PHASE.get(state.phase, state.phase.value.lower()),
@@ -118,11 +125,26 @@ def run_rollout(
         final_weights=router.get_weights(spec),
         steps_reached=steps,
         reason=state.reason,
-        metrics=list(engine.last_verdicts),
+        metrics=metrics,
         ticks=state.tick,
         canary_requests=n_canary,
         excess_bad_requests=harm,
+        extras=extras,
     )
+
+
+def _trace_source(spec: RolloutSpec, scenario: Scenario, mesh: SimulatedMesh, seed: int) -> object | None:
+    """Simulated traces when the scenario describes them or the spec asks for them."""
+    if scenario.traces is None and spec.sources.traces.type != "simulated":
+        return None
+    from analyzer.sim.traces import SimulatedTraceSource, trace_scenario
+
+    t = spec.target
+    source = SimulatedTraceSource(trace_scenario(scenario.traces or "trace-healthy"), seed=seed + 7919,
+                                  canary_subset=t.canary.subset, t0=mesh.t0,
+                                  revisions={s.subset: s.label_value for s in (t.baseline, t.canary)})
+    mesh.trace_sink = source
+    return source
 
 
 def _edges(spec: RolloutSpec) -> tuple[float, ...]:

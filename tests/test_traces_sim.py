@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,12 +152,10 @@ def test_exceedance_counts_see_the_slow_canary() -> None:
     assert slow_c / n_c > slow_b / n_b + 0.1
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "config" / "scenarios-traces"
-
-
-@pytest.mark.parametrize(("file", "kind"), [("slow-ratings.yaml", "latency"), ("new-call.yaml", "new-call")])
-def test_example_simulation_scenarios_carry_trace_scenarios(file: str, kind: str) -> None:
-    scenario = load_scenario(str(EXAMPLES / file))
+@pytest.mark.parametrize(("name", "kind"), [("trace-slow-operation", "latency"), ("trace-new-call", "new-call"),
+                                            ("trace-error-spans", "errors"), ("trace-n-plus-one", "n-plus-one")])
+def test_builtin_simulation_scenarios_carry_trace_scenarios(name: str, kind: str) -> None:
+    scenario = load_scenario(name)
     assert scenario.traces is not None
     traces = trace_scenario(scenario.traces)
     assert traces.sampling_rate == 0.05

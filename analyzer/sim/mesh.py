@@ -9,8 +9,10 @@ interval's bucket counts from a multinomial over the exact bucket probabilities.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 from scipy.stats import norm
@@ -20,6 +22,10 @@ from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Observation, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.sim.scenario import Latency, Scenario
 from analyzer.traffic.memory import MemoryRouter
+
+
+class TraceSink(Protocol):
+    def record(self, start: datetime, end: datetime, requests_by_subset: Mapping[str, int]) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ class SimulatedMesh:
         self.edges = edges
         self._edges = np.asarray(edges, dtype=float)
         self.history: list[Interval] = []
-        self.trace_sink: object | None = None  # set by the wiring when traces are simulated
+        # Set by the wiring when traces are simulated: receives the requests routed per subset each interval.
+        self.trace_sink: TraceSink | None = None
 
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
         t = (start - self.t0).total_seconds()
@@ -124,6 +131,8 @@ class SimulatedMesh:
         canary = self._counts(n_c, p_c, sc.canary_subset.latency, scale_c, reg.tail_share * effect, reg.tail_ms)
         interval = Interval(start, end, baseline, canary, header, p_c, p_b)
         self.history.append(interval)
+        if self.trace_sink is not None:
+            self.trace_sink.record(start, end, {spec.target.baseline.subset: n_b, spec.target.canary.subset: n_c})
         return interval
 
     def _effect(self, t: float) -> float:

@@ -215,7 +215,7 @@ def _findings(
             material = s.factor >= min_shift and s.ci[0] > 1.0
             candidates.append((s.p_value, Finding("latency", op.label, reason, s.p_value, s.factor, s.ci)
                                if material else None))
-        if op.errors_canary + op.errors_baseline > 0:
+        if op.errors_canary + op.errors_baseline > 0 and op.spans_canary and op.spans_baseline:
             r = op.errors
             reason = (f"{op.label}: errors {op.errors_canary / op.spans_canary:.1%} vs "
                       f"{op.errors_baseline / op.spans_baseline:.1%} of spans ({op.errors_canary}/{op.spans_canary} "

@@ -1,0 +1,156 @@
+"""The history tables (SQLAlchemy Core). Append-only except rollouts' current phase and actions' results.
+
+The same schema runs on SQLite (embedded default) and PostgreSQL. JSON columns use the generic
+JSON type, which is `json` (text kept verbatim) on PostgreSQL, so floats read back exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores UTC; naive values are taken as UTC. Always reads back timezone-aware UTC
+    (SQLite keeps no offset, PostgreSQL returns the session's zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id() -> Column[int]:
+    return Column("id", Id, primary_key=True, autoincrement=True)
+
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(253), nullable=False),
+    Column("namespace", String(253), nullable=False),
+    Column("baseline_subset", String(253), nullable=False),
+    Column("canary_subset", String(253), nullable=False),
+    Column("spec_text", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("meta", JSON, nullable=False),
+    Column("initial_state", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("interval_seconds", Double, nullable=False),  # the spec's tick interval
+    # Current phase/outcome, kept in step with the last tick inside record_intent's transaction.
+    Column("phase", String(32), nullable=False),
+    Column("outcome", String(32)),
+    Column("finished_at", UtcDateTime),
+    Index("ix_rollouts_name_created", "name", "created_at"),
+    Index("ix_rollouts_phase", "phase"),
+)
+
+ticks = Table(
+    "ticks",
+    metadata,
+    _id(),
+    Column("rollout_id", String(200), ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False),
+    Column("tick", Integer, nullable=False),
+    Column("at", UtcDateTime, nullable=False),  # decision time (the engine's clock, virtual in simulations)
+    Column("recorded_at", UtcDateTime, nullable=False),  # wall clock
+    Column("phase", String(32), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weights", JSON, nullable=False),
+    Column("canary_weight", Integer),
+    Column("header_route", Boolean, nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("obs_start", UtcDateTime),
+    Column("obs_end", UtcDateTime),
+    Column("baseline_requests", BigInteger),
+    Column("baseline_errors", BigInteger),
+    Column("baseline_le", JSON),
+    Column("canary_requests", BigInteger),
+    Column("canary_errors", BigInteger),
+    Column("canary_le", JSON),
+    Column("stale_series", JSON),
+    Column("observation", JSON),  # the full observation (edges, custom values) for exact replay
+    # Not unique: the engine may record a follow-up decision (e.g. Failed) under the same tick number.
+    Index("ix_ticks_rollout_tick", "rollout_id", "tick"),
+)
+
+verdicts = Table(
+    "verdicts",
+    metadata,
+    _id(),
+    Column("tick_id", Id, ForeignKey("ticks.id", ondelete="CASCADE"), nullable=False),
+    Column("metric", String(200), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("gate", Boolean, nullable=False),
+    # Non-finite values: PostgreSQL keeps inf/nan; SQLite keeps inf and stores nan as NULL.
+    # The exact values are always in `data`.
+    Column("e_value", Double),
+    Column("threshold", Double),
+    Column("promotion_e_value", Double),
+    Column("ratio", Double),
+    Column("ci_lo", Double),
+    Column("ci_hi", Double),
+    Column("reason", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("data", JSON, nullable=False),  # the whole MetricVerdict, codec-encoded
+    Index("ix_verdicts_tick", "tick_id"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    _id(),
+    Column("tick_id", Id, ForeignKey("ticks.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("action", JSON, nullable=False),
+    Column("ok", Boolean),  # NULL = intended, result not recorded yet
+    Column("error", Text),
+    Column("done_at", UtcDateTime),
+    UniqueConstraint("tick_id", "seq", name="uq_actions_tick_seq"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    _id(),
+    Column("rollout_id", String(200), ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False),
+    Column("tick", Integer, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_events_rollout", "rollout_id", "id"),
+)
