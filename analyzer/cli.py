@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from analyzer import logs
-from analyzer.config import SpecError, load_spec, load_spec_text
+from analyzer.config import load_spec, load_spec_text
+from analyzer.errors import UserError
 from analyzer.sim.scenario import builtin_names, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +24,6 @@ history_app = typer.Typer(no_args_is_help=True, help="Past rollouts recorded in 
 app.add_typer(history_app, name="history")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-
-
-class UserError(Exception):
-    """Bad input from the user; printed without a traceback, exit status 2."""
 
 
 def _print_json(data: Any) -> None:
@@ -47,7 +44,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Rollout spec YAML
         try:
             spec = load_spec(f)
             out.print(f"{f}: ok (rollout {spec.name!r}, {spec.strategy.type}, steps {spec.strategy.weights})")
-        except SpecError as exc:
+        except UserError as exc:
             bad += 1
             err.print(str(exc), markup=False, highlight=False)
     if bad:
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int):
             return rc
-    except (SpecError, UserError) as exc:
+    except UserError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         return 2
     except KeyError as exc:  # unknown ids from the history API

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from analyzer.errors import UserError
 from analyzer.model import ISTIO_DEFAULT_EDGES_MS, HeaderMatch
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -18,7 +19,7 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/-]*$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-class SpecError(Exception):
+class SpecError(UserError):
     """A user's mistake in a spec: printed as is, exit status 2."""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome
@@ -39,9 +38,9 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
             return
         s = outcome.state
         minute = s.tick * spec.timing.interval / 60
-        w = "/".join(f"{k} {v}" for k, v in s.weights.items())
+        w = "/".join(f"{k} {v}" for k, v in s.weights.items()) + (" +header" if s.header_route else "")
         step = f"step {s.step + 1}" if s.step >= 0 else ""
-        console.print(f"min {minute:5.1f}  {s.phase.value:<14} {step:<7} {w:<14} {_evidence_text(outcome):<42} "
+        console.print(f"min {minute:5.1f}  {s.phase.value:<14} {step:<7} {w:<22} {_evidence_text(outcome):<42} "
                       f"{outcome.decision.kind}", markup=False)
 
     result = run_rollout(spec, scenario, seed=seed, store=store, on_tick=on_tick, spec_text=spec_text,
@@ -54,7 +53,7 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
 def _stamp() -> str:
     from datetime import UTC, datetime
 
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return datetime.now(UTC).strftime("%m%d%H%M%S")
 
 
 def _summary(console: Console, result: RunResult) -> None:
@@ -62,14 +61,16 @@ def _summary(console: Console, result: RunResult) -> None:
     console.print(f"\n[bold]Outcome: {result.outcome}[/] at minute {minute}; steps reached {result.steps_reached}; "
                   f"final weights {result.final_weights}")
     console.print(f"  {result.reason}", markup=False)
-    table = Table(title="Metrics at the decision", show_lines=False)
-    for col in ("metric", "verdict", "evidence", "ratio (CS)", "reason"):
-        table.add_column(col, overflow="fold")
+    console.print("[bold]Metrics at the decision[/]")
     for v in result.metrics:
-        ev = "" if v.e_value is None else f"{v.e_value:.3g}/{v.threshold:.0f}"
-        ratio = "" if v.ratio is None else f"{v.ratio:.2f}" + (f" ({v.ci[0]:.2f}–{v.ci[1]:.2f})" if v.ci else "")
-        table.add_row(v.metric, v.verdict.value, ev, ratio, v.reason)
-    console.print(table)
+        if v.metric.startswith("traces"):
+            continue  # summarised below
+        ev = "" if v.e_value is None else f"  evidence {v.e_value:.3g}/{v.threshold:.0f}"
+        ratio = "" if v.ratio is None else f"  ratio {v.ratio:.2f}"
+        if v.ci:
+            ratio += f" (CS {v.ci[0]:.2f}–{v.ci[1]:.2f})"
+        console.print(f"  [bold]{v.metric}[/]: {v.verdict.value}{ev}{ratio}{'' if v.gate else '  (not a gate)'}")
+        console.print(f"    {v.reason}", markup=False, style="dim")
     if "traces" in result.extras:
         console.print("[bold]Trace findings[/] (diagnostics, they do not gate):")
         console.print(result.extras["traces"], markup=False)

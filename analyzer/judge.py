@@ -33,6 +33,10 @@ class JudgeContext:
 
 def initial_evidence(spec: RolloutSpec) -> dict[str, Any]:
     evidence: dict[str, Any] = {SRM_KEY: SrmEvidence().to_json()}
+    if spec.analysis.judge == "kayenta":
+        from analyzer import kayenta_gate
+
+        evidence[kayenta_gate.KEY] = kayenta_gate.initial()
     for m in spec.analysis.metrics:
         if isinstance(m, ErrorRateMetric):
             evidence[m.name] = RatioEvidence(m.tolerance).to_json()
@@ -53,7 +57,17 @@ def judge(
     verdicts: list[MetricVerdict] = []
     missing = _missing_reason(observation, context)
     analysis = spec.analysis
-    for metric in analysis.metrics:
+    if analysis.judge == "kayenta":
+        from analyzer import kayenta_gate
+
+        if missing is not None:
+            verdicts.append(MetricVerdict(kayenta_gate.KEY, Verdict.NO_DATA, f"kayenta: {missing}"))
+        else:
+            assert observation is not None
+            new[kayenta_gate.KEY], verdict = kayenta_gate.judge_kayenta(
+                spec, evidence[kayenta_gate.KEY], observation, context.assess_promotion, context.seed)
+            verdicts.append(verdict)
+    for metric in analysis.metrics if analysis.judge == "sequential" else ():
         if missing is not None:
             verdicts.append(MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: {missing}", gate=metric.gate))
             continue

@@ -43,7 +43,7 @@ class RunResult:
             "final_weights": self.final_weights,
             "steps_reached": self.steps_reached,
             "reason": self.reason,
-            "metrics": [_verdict_json(v) for v in self.metrics],
+            "metrics": [verdict_json(v) for v in self.metrics],
             "ticks": self.ticks,
             "canary_requests": self.canary_requests,
             **self.extras,
@@ -54,7 +54,7 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, 4)
 
 
-def _verdict_json(v: MetricVerdict) -> dict[str, Any]:
+def verdict_json(v: MetricVerdict) -> dict[str, Any]:
     return {
         "name": v.metric,
         "verdict": v.verdict.value,

@@ -214,3 +214,11 @@ def test_weights_property_on_policy_for_any_step_list() -> None:
 def test_resume_state_equals_persisted_state() -> None:
     state = replace(policy.start(SPEC, "x", EPOCH)[0], tick=3)
     assert state.outcome is None
+
+
+def test_kayenta_judge_as_the_gate() -> None:
+    spec = SPEC.model_copy(update={"analysis": SPEC.analysis.model_copy(update={"judge": "kayenta"})})
+    healthy = run_rollout(spec, load_scenario("healthy"), seed=2)
+    assert healthy.outcome == "promoted" and "kayenta: score" in healthy.reason
+    slow = run_rollout(spec, load_scenario("latency-regression"), seed=2)
+    assert slow.outcome == "rolled_back" and "kayenta" in slow.reason
