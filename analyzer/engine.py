@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from analyzer import policy
-from analyzer.config import RolloutSpec
+from analyzer.config import PrometheusSource, RolloutSpec
 from analyzer.judge import judge
 from analyzer.model import (
     Action,
@@ -69,6 +69,9 @@ class Engine:
         self.traces = traces
         self.seed = seed
         self.spans: list[Span] = []  # sampled spans of the rollout so far, for the trace report
+        # A scrape stamped just before `now` may be stored just after it: query one scrape interval back.
+        metrics_cfg = spec.sources.metrics
+        self.lag = metrics_cfg.scrape_interval if isinstance(metrics_cfg, PrometheusSource) else 0.0
         self.state = RolloutState(rollout=rollout_id)
         self.last_verdicts: tuple[MetricVerdict, ...] = ()
         self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id)
@@ -106,16 +109,17 @@ class Engine:
         observation: Observation | None = None
         verdicts: list[MetricVerdict] = []
         if state.phase in policy.ACTIVE and command is None:
-            start = now - timedelta(seconds=self.spec.timing.interval)
+            end = now - timedelta(seconds=self.lag)
+            start = end - timedelta(seconds=self.spec.timing.interval)
             unavailable = None
             try:
-                observation = self.metrics.observe(self.spec, start, now)
+                observation = self.metrics.observe(self.spec, start, end)
             except SourceUnavailable as exc:
                 unavailable = str(exc)
                 log.warning("source unavailable", error=unavailable)
                 self.store.record_event(self.rollout_id, state.tick + 1, "source-unavailable", unavailable)
             if observation is not None and self.traces is not None:
-                observation = replace(observation, spans=self._spans(start, now, state.tick + 1, log))
+                observation = replace(observation, spans=self._spans(start, end, state.tick + 1, log))
             ctx = policy.judge_context(self.spec, state, now, seed=self.seed)
             ctx = replace(ctx, unavailable=unavailable)
             evidence, verdicts = judge(self.spec, state.evidence, observation, ctx)

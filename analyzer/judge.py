@@ -177,8 +177,8 @@ def _promotion(
     level = metric.negligible_rate
     if level is not None and negligible_log_e(ev.e_c, ev.n_c, level) >= log_bar:
         return f"negligible (canary rate < {100 * level:g}% shown)", None
-    requests = ev.n_c + ev.n_b
-    rate = (ev.e_c + ev.e_b) / requests if requests else 0.0
+    # The baseline's own rate: a worse canary must not inflate the power it is judged by.
+    rate = ev.e_b / ev.n_b if ev.n_b else 0.0
     power = detection_power(ev.exposure, rate, metric.mde, alpha_j, seed=context.seed)
     if power >= spec.analysis.power:
         return f"enough information (power {power:.2f} to catch a {metric.mde:g}x regression)", power

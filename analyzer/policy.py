@@ -77,10 +77,13 @@ def judge_context(spec: RolloutSpec, state: RolloutState, now: datetime, *, seed
         # The canary first takes traffic one interval after start (Initializing).
         warmup = (now - state.started_at).total_seconds() <= interval + spec.timing.warmup + 1e-6
     share: float | None = None
-    if state.phase is Phase.PROGRESSING and not state.header_route:
+    # The first interval of a step still holds traffic routed by the old weights (scrape and query lag),
+    # so the split is only checked from the second interval on.
+    if state.phase is Phase.PROGRESSING and not state.header_route and state.step_ticks_all > 0:
         share = state.weights.get(spec.target.canary.subset, 0) / 100.0
-    last = _at_last_partial(spec, state)
-    return JudgeContext(expected_share=share, warmup=warmup, assess_promotion=last, seed=seed + state.tick)
+    # Promotion evidence is only worth computing once this tick can complete the dwell.
+    promote = _at_last_partial(spec, state) and state.step_ticks + 1 >= spec.timing.min_dwell
+    return JudgeContext(expected_share=share, warmup=warmup, assess_promotion=promote, seed=seed + state.tick)
 
 
 def _at_last_partial(spec: RolloutSpec, state: RolloutState) -> bool:

@@ -25,7 +25,7 @@ def test_notebook_runs_on_a_recorded_rollout(notebook: Path, tmp_path: Path, mon
     namespace: dict[str, object] = {}
     for cell in json.loads(notebook.read_text())["cells"]:
         if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), f"{notebook.name}", "exec"), namespace)  # noqa: S102
+            exec(compile("".join(cell["source"]), f"{notebook.name}", "exec"), namespace)
     assert namespace["rollout"] == "nb-1"
     ticks = namespace["ticks"]
     assert ticks["phase"].iloc[-1] == "RolledBack"  # type: ignore[index]

@@ -228,9 +228,12 @@ def test_final_phases_do_nothing() -> None:
 
 def test_judge_context_expected_share_and_warmup() -> None:
     state = at_step(1)
-    ctx = policy.judge_context(SPEC, state, T0 + 5 * MIN)
+    first = policy.judge_context(SPEC, state, T0 + 5 * MIN)
+    assert first.expected_share is None  # the first interval of a step mixes old and new weights
+    ctx = policy.judge_context(SPEC, replace(state, step_ticks_all=1), T0 + 5 * MIN)
     assert ctx.expected_share == 0.25 and not ctx.warmup and not ctx.assess_promotion
     spec = SPEC.model_copy(update={"timing": SPEC.timing.model_copy(update={"warmup": 120.0})})
     assert policy.judge_context(spec, state, T0 + 2 * MIN).warmup
     assert not policy.judge_context(spec, state, T0 + 4 * MIN).warmup
-    assert policy.judge_context(SPEC, at_step(2), T0).assess_promotion
+    assert not policy.judge_context(SPEC, at_step(2), T0).assess_promotion  # dwell not yet possible
+    assert policy.judge_context(SPEC, replace(at_step(2), step_ticks=2), T0).assess_promotion

@@ -183,27 +183,30 @@ def detection_power(
     ratio: float,
     alpha: float,
     *,
-    replicates: int = 200,
+    replicates: int = 400,
     seed: int = 0,
 ) -> float:
-    """P(the rollback e-process would have crossed 1/alpha) had the canary been `ratio` times worse.
+    """P(the rollback e-process would have reached 1/alpha) had the canary been `ratio` times worse.
 
     Monte Carlo over the observed per-interval exposure (statistics.md §5.6): canary events
-    ~ Poisson(n_c·rate·ratio), baseline events ~ Poisson(n_b·rate), evidence checked at every interval.
+    ~ Poisson(n_c·rate·ratio), baseline events ~ Poisson(n_b·rate). Only the evidence at the end is
+    checked, not every interval on the way: that under-states the power a little (the safe side for
+    promotion). Intervals with nearly the same canary share (to 0.01) are pooled, since sums of
+    Poisson counts are Poisson; a rollout has a handful of such groups, one per weight step.
     """
     exp = np.asarray(exposure, dtype=float).reshape(-1, 2)
     if exp.size == 0 or rate <= 0:
         return 0.0
     rng = np.random.default_rng(seed)
-    n_c, n_b = exp[:, 0], exp[:, 1]
+    share = np.round(exp[:, 0] / np.maximum(exp.sum(axis=1), 1.0), 2)
+    _, group = np.unique(share, return_inverse=True)
+    n_c = np.bincount(group, weights=exp[:, 0])
+    n_b = np.bincount(group, weights=exp[:, 1])
     e_c = rng.poisson(n_c * rate * ratio, size=(replicates, n_c.size))
     e_b = rng.poisson(n_b * rate, size=(replicates, n_b.size))
-    thetas = np.exp(_LOG_ROLLBACK)
     total = n_c + n_b
     rho = np.divide(n_c, total, out=np.zeros_like(n_c), where=total > 0)
-    step_pen = (e_c + e_b)[..., None] * np.log1p(rho[None, :, None] * (thetas - 1.0))  # [R, K, G]
-    pen = np.cumsum(step_pen, axis=1)
-    x = np.cumsum(e_c, axis=1)
-    log_e = rollback_log_e(x, pen)
-    crossed = (log_e >= np.log(1.0 / alpha)).any(axis=1)
-    return float(crossed.mean())
+    step_pen = np.log1p(rho[:, None] * (np.exp(_LOG_ROLLBACK) - 1.0))  # [K, G]
+    pen = (e_c + e_b).astype(float) @ step_pen  # [R, G]
+    log_e = rollback_log_e(e_c.sum(axis=1).astype(float), pen)
+    return float((log_e >= np.log(1.0 / alpha)).mean())
