@@ -50,6 +50,10 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
     return result
 
 
+def _edge(value: float | None) -> str:
+    return "inf" if value is None else f"{value:g}"
+
+
 def _stamp() -> str:
     from datetime import UTC, datetime
 
@@ -71,6 +75,10 @@ def _summary(console: Console, result: RunResult) -> None:
             ratio += f" (CS {v.ci[0]:.2f}–{v.ci[1]:.2f})"
         console.print(f"  [bold]{v.metric}[/]: {v.verdict.value}{ev}{ratio}{'' if v.gate else '  (not a gate)'}")
         console.print(f"    {v.reason}", markup=False, style="dim")
+        for side, qs in v.details.get("quantiles_ms", {}).items():
+            text = ", ".join(f"{q} {x['estimate']:g} ms [{x['low']:g}, {_edge(x['high'])}]" for q, x in qs.items()
+                             if x["estimate"] is not None)
+            console.print(f"    {side}: {text} (95% intervals in bucket edges)", markup=False, style="dim")
     if "traces" in result.extras:
         console.print("[bold]Trace findings[/] (diagnostics, they do not gate):")
         console.print(result.extras["traces"], markup=False)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec, TraceMetric
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
+from analyzer.stats.histogram import quantile_interval
 from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
 from analyzer.stats.srm import SrmEvidence
 
@@ -220,6 +221,7 @@ def _judge_latency(
         return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no latency histogram; holding",
                                           gate=metric.gate)
     counts: dict[float, tuple[int, int, int, int]] = {}
+    hist = _add_histograms(state, c, b)
     for edge in metric.gate_edges:
         if edge not in obs.edges:
             return dict(state), MetricVerdict(
@@ -227,7 +229,34 @@ def _judge_latency(
                 gate=metric.gate)
         j = obs.edges.index(edge)
         counts[edge] = (_n(c), c.slow(j), _n(b), b.slow(j))
-    return _judge_edges(spec, metric, state, counts, context, "requests")
+    new, verdict = _judge_edges(spec, metric, state, counts, context, "requests")
+    new.update(hist)
+    quantiles = {side: _quantiles(obs.edges, hist[f"hist_{side}"]) for side in ("canary", "baseline")}
+    return new, replace(verdict, details={**verdict.details, "quantiles_ms": quantiles})
+
+
+def _add_histograms(state: Mapping[str, Any], c: SubsetCounts, b: SubsetCounts) -> dict[str, list[int]]:
+    """Cumulative `le` counts over the rollout, per subset, for descriptive quantiles."""
+    def add(key: str, counts: SubsetCounts) -> list[int]:
+        old = state.get(key) or [0] * len(counts.latency_le)
+        return [x + y for x, y in zip(old, counts.latency_le, strict=True)]
+
+    return {"hist_canary": add("hist_canary", c), "hist_baseline": add("hist_baseline", b)}
+
+
+def _quantiles(edges: tuple[float, ...], cum_le: list[int]) -> dict[str, dict[str, float | None]]:
+    """p50/p95/p99 by Prometheus interpolation, with a 95% order-statistic interval in bucket edges.
+
+    Descriptive only: pooled over the rollout, so a weight ramp or drift moves them; the gate uses exceedances.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for q in (0.5, 0.95, 0.99):
+        qi = quantile_interval(q, edges, cum_le)
+        out[f"p{round(q * 100)}"] = {
+            "estimate": None if math.isnan(qi.estimate) else round(qi.estimate, 1),
+            "low": qi.low, "high": None if math.isinf(qi.high) else qi.high,
+        }
+    return out
 
 
 def _judge_traces(

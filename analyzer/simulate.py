@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -65,6 +66,7 @@ def verdict_json(v: MetricVerdict) -> dict[str, Any]:
         "ratio": _finite(v.ratio),
         "ci": [round(v.ci[0], 4), round(v.ci[1], 4)] if v.ci else None,
         "reason": v.reason,
+        "details": json.loads(json.dumps(v.details, default=str).replace("NaN", "null").replace("Infinity", "null")),
     }
 
 

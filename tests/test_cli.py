@@ -45,6 +45,12 @@ def test_demo_healthy_is_promoted(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out["outcome"] == "promoted" and out["final_weights"] == {"v1": 0, "v2": 100}
     assert out["steps_reached"] == [10, 25, 50, 100]
+    latency = next(m for m in out["metrics"] if m["name"] == "latency")
+    for edge in latency["details"]["edges"].values():  # exceedance ratio and its confidence sequence per edge
+        assert edge["ci"][0] <= edge["ratio"] <= edge["ci"][1]
+    for side in ("canary", "baseline"):
+        p99 = latency["details"]["quantiles_ms"][side]["p99"]
+        assert p99["low"] <= p99["estimate"] <= p99["high"]
 
 
 def test_demo_live_output_shows_progress_and_summary(tmp_path: Path) -> None:
