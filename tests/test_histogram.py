@@ -102,3 +102,15 @@ def test_quantile_interval_covers_true_quantile() -> None:
         qi = quantile_interval(0.99, edges, cum, confidence=0.9)
         hits += qi.low <= true_p99 <= qi.high
     assert hits / reps >= 0.88
+
+
+def test_binomial_quantile_rank_matches_scipy() -> None:
+    from scipy import stats as sps
+
+    from analyzer.stats.histogram import _binom_ppf
+
+    rng = np.random.default_rng(12)
+    cases = [(int(rng.integers(1, 2_000_000)), float(rng.choice([0.5, 0.95, 0.99])), float(rng.choice([0.025, 0.975])))
+             for _ in range(300)] + [(n, 0.99, 0.025) for n in range(1, 120)]
+    for n, q, p in cases:
+        assert _binom_ppf(p, n, q) == int(sps.binom.ppf(p, n, q)), (p, n, q)

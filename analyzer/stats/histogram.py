@@ -6,11 +6,12 @@ entries on its last axis, the last one being `le="+Inf"` (the total). Leading ax
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special
 
 FloatArray = NDArray[np.float64]
 
@@ -118,6 +119,16 @@ class QuantileInterval:
     confidence: float
 
 
+def _binom_ppf(p: float, n: int, q: float) -> int:
+    """scipy.stats.binom.ppf (smallest k with P(B <= k) >= p), from the continuous inverse `bdtrik` and a check
+    of its integer neighbours: a few ufunc calls instead of scipy's generic root search."""
+    x = special.bdtrik(p, n, q)
+    guess = 0 if not np.isfinite(x) else int(np.clip(math.floor(x), 0, n))
+    ks = np.arange(max(0, guess - 2), min(n, guess + 2) + 1)
+    i = int(np.searchsorted(special.bdtr(ks, n, q), p, side="left"))
+    return int(ks[i]) if i < ks.size else n
+
+
 def quantile_interval(q: float, edges: ArrayLike, cum_le: ArrayLike, confidence: float = 0.95) -> QuantileInterval:
     """Order-statistic binomial CI [X_(l), X_(u)] for the q-quantile, widened to the enclosing bucket edges.
 
@@ -135,8 +146,8 @@ def quantile_interval(q: float, edges: ArrayLike, cum_le: ArrayLike, confidence:
     if n == 0:
         return QuantileInterval(q, float("nan"), 0.0, float("inf"), 0, 1, 0, confidence)
     a = 1.0 - confidence
-    lo_rank = int(stats.binom.ppf(a / 2, n, q))  # P(B ≤ lo_rank − 1) < a/2
-    hi_rank = int(stats.binom.ppf(1 - a / 2, n, q)) + 1  # P(B ≥ hi_rank) ≤ a/2
+    lo_rank = _binom_ppf(a / 2, n, q)  # P(B ≤ lo_rank − 1) < a/2
+    hi_rank = _binom_ppf(1 - a / 2, n, q) + 1  # P(B ≥ hi_rank) ≤ a/2
     lows = np.concatenate(([0.0], e))
     highs = np.concatenate((e, [np.inf]))
     low = 0.0 if lo_rank < 1 else float(lows[np.searchsorted(cum, lo_rank, side="left")])
