@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from analyzer import kayenta_gate
 from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec, TraceMetric
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
 from analyzer.stats.histogram import quantile_interval
@@ -35,8 +36,6 @@ class JudgeContext:
 def initial_evidence(spec: RolloutSpec) -> dict[str, Any]:
     evidence: dict[str, Any] = {SRM_KEY: SrmEvidence().to_json()}
     if spec.analysis.judge == "kayenta":
-        from analyzer import kayenta_gate
-
         evidence[kayenta_gate.KEY] = kayenta_gate.initial()
     for m in spec.analysis.metrics:
         if isinstance(m, ErrorRateMetric):
@@ -57,10 +56,8 @@ def judge(
     new = dict(evidence)
     verdicts: list[MetricVerdict] = []
     missing = _missing_reason(observation, context)
-    analysis = spec.analysis
-    if analysis.judge == "kayenta":
-        from analyzer import kayenta_gate
-
+    kayenta = spec.analysis.judge == "kayenta"
+    if kayenta:  # the Kayenta-style judge replaces the error-rate and latency gates
         if missing is not None:
             verdicts.append(MetricVerdict(kayenta_gate.KEY, Verdict.NO_DATA, f"kayenta: {missing}"))
         else:
@@ -68,7 +65,9 @@ def judge(
             new[kayenta_gate.KEY], verdict = kayenta_gate.judge_kayenta(
                 spec, evidence[kayenta_gate.KEY], observation, context.assess_promotion, context.seed)
             verdicts.append(verdict)
-    for metric in analysis.metrics if analysis.judge == "sequential" else ():
+    for metric in spec.analysis.metrics:
+        if kayenta and isinstance(metric, ErrorRateMetric | LatencyMetric):
+            continue
         if missing is not None:
             verdicts.append(MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: {missing}", gate=metric.gate))
             continue
