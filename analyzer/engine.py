@@ -221,6 +221,3 @@ def decision_minute(state: RolloutState) -> float | None:
         return None
     return (state.decided_at - state.started_at).total_seconds() / 60.0
 
-
-def elapsed_minutes(state: RolloutState, now: datetime) -> float:
-    return 0.0 if state.started_at is None else (now - state.started_at).total_seconds() / 60.0

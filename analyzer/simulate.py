@@ -13,7 +13,7 @@ import numpy as np
 
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome, decision_minute
-from analyzer.model import OUTCOME_BY_PHASE, MetricVerdict, Phase
+from analyzer.model import OUTCOME_BY_PHASE, MetricVerdict
 from analyzer.ports import Store
 from analyzer.sim.clock import EPOCH, VirtualClock
 from analyzer.sim.mesh import SimulatedMesh
@@ -192,4 +192,3 @@ def run_many(spec: RolloutSpec, scenario: Scenario, *, runs: int, seed: int = 0,
     return BatchSummary(runs, dict(outcomes), _quantiles(minutes), {k: _quantiles(v) for k, v in by.items()})
 
 
-__all__ = ["BatchSummary", "Phase", "RunResult", "run_many", "run_rollout"]
