@@ -145,7 +145,7 @@ class JaegerTraceSource:
                 if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
                     return response
                 problem = f"HTTP {response.status_code}: {_error_message(response)}"
-            log.warning("jaeger_retry", path=path, attempt=attempt + 1, attempts=attempts, problem=problem)
+            log.info("jaeger_retry", path=path, attempt=attempt + 1, attempts=attempts, problem=problem)
         raise SourceUnavailable(f"jaeger: GET {path} failed {attempts} times; last: {problem}")
 
     def _fail(self, response: httpx.Response) -> SourceUnavailable:

@@ -148,7 +148,7 @@ class PromClient:
                 last = f"malformed reply: {str(exc)[:200]}"
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 last = f"{type(exc).__name__}: {str(exc)[:200]}"
-            self._log.warning("prometheus_attempt_failed", what=what, attempt=attempt + 1, of=attempts, error=last)
+            self._log.info("prometheus_attempt_failed", what=what, attempt=attempt + 1, of=attempts, error=last)
         raise SourceUnavailable(f"Prometheus at {self.url} unavailable after {attempts} attempts ({what}): {last}")
 
     def raw_series(self, query: str, at: float) -> list[Series]:
