@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from analyzer.errors import UserError
@@ -39,7 +39,8 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, Field(ge=0)]
+# A duration in seconds, written as 500ms, 30s, 5m, 1h or a bare number of seconds.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 class Model(BaseModel):
@@ -102,11 +103,6 @@ class HeaderPhase(Model):
     min_duration: Duration = 300.0
     # Share of all requests that carry the header (used by the simulator only).
     expected_share: float = Field(default=0.05, gt=0, le=1)
-
-    @field_validator("min_duration", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
 
     def as_match(self) -> HeaderMatch:
         return HeaderMatch(header=self.header, value=self.value, kind=self.match)
@@ -173,11 +169,6 @@ class Timing(Model):
     max_dwell: int | None = Field(default=None, ge=1)  # intervals at the last partial step before giving up
     budget: Duration = 3600.0  # overall time budget
     warmup: Duration = 0.0  # first seconds of the canary excluded from evidence
-
-    @field_validator("interval", "budget", "warmup", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
 
     @model_validator(mode="after")
     def _ranges(self) -> Timing:
@@ -307,6 +298,12 @@ class Analysis(Model):
             raise ValueError("metrics: at least one metric must gate")
         return self
 
+    @property
+    def bucket_edges(self) -> tuple[float, ...]:
+        """The latency histogram's `le` edges: the latency metric's, else Istio's defaults."""
+        lat = next((m for m in self.metrics if isinstance(m, LatencyMetric)), None)
+        return tuple(lat.bucket_edges if lat else ISTIO_DEFAULT_EDGES_MS)
+
     def alpha_for(self, metric_name: str) -> float:
         """Bonferroni split of alpha across the sequential gate metrics, by weight.
 
@@ -340,11 +337,6 @@ class PrometheusSource(Model):
     ca_file: str | None = None
     insecure_skip_verify: bool = False
 
-    @field_validator("scrape_interval", "timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
-
 
 class SimulatedSource(Model):
     type: Literal["simulated"] = "simulated"
@@ -360,11 +352,6 @@ class JaegerSource(Model):
     retries: int = Field(default=2, ge=0)
     bearer_token_file: str | None = None
     ca_file: str | None = None
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
 
 
 class NoTraces(Model):

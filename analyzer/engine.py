@@ -22,7 +22,6 @@ from analyzer.model import (
     MetricVerdict,
     Notify,
     Observation,
-    Phase,
     RolloutState,
     Scale,
     SetHeaderRoute,
@@ -88,10 +87,7 @@ class Engine:
         engine = cls(rollout_id=state.rollout, **kwargs)  # type: ignore[arg-type]
         engine.state = state
         if not state.phase.terminal and state.weights:
-            actions: list[Action] = [SetWeights(dict(state.weights))]
-            if state.phase is Phase.HEADER_TESTING and state.header_route:
-                actions.append(policy._header_on(engine.spec))
-            engine._act(tuple(actions))
+            engine._act(policy.intended_routes(engine.spec, state))
             engine.log.info("resumed", phase=state.phase.value, step=state.step, tick=state.tick)
         return engine
 

@@ -63,7 +63,7 @@ def judge(
         else:
             assert observation is not None
             new[kayenta_gate.KEY], verdict = kayenta_gate.judge_kayenta(
-                spec, evidence[kayenta_gate.KEY], observation, context.assess_promotion, context.seed)
+                evidence[kayenta_gate.KEY], observation, context.assess_promotion, context.seed)
             verdicts.append(verdict)
     for metric in spec.analysis.metrics:
         if kayenta and isinstance(metric, ErrorRateMetric | LatencyMetric):

@@ -12,7 +12,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from analyzer.config import LatencyMetric, RolloutSpec
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
 from analyzer.stats.histogram import binned_mean, histogram_quantile
 from analyzer.stats.kayenta import KayentaConfig, MetricConfig, judge
@@ -38,12 +37,10 @@ def _values(counts: SubsetCounts, edges: tuple[float, ...]) -> dict[str, float]:
 
 
 def judge_kayenta(
-    spec: RolloutSpec, state: Mapping[str, Any], obs: Observation, assess_promotion: bool, seed: int
+    state: Mapping[str, Any], obs: Observation, assess_promotion: bool, seed: int
 ) -> tuple[dict[str, Any], MetricVerdict]:
     assert obs.canary and obs.baseline
-    lat = next((m for m in spec.analysis.metrics if isinstance(m, LatencyMetric)), None)
-    edges = tuple(lat.bucket_edges) if lat else obs.edges
-    c, b = _values(obs.canary, edges), _values(obs.baseline, edges)
+    c, b = _values(obs.canary, obs.edges), _values(obs.baseline, obs.edges)
     series = {name: [*state.get(name, []), [b[name], c[name]]] for name in SERIES}
     points = len(series["error_ratio"])
     if points < WARMUP_INTERVALS:

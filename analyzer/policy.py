@@ -43,12 +43,17 @@ def _set_weights(spec: RolloutSpec, canary_weight: int) -> SetWeights:
     return SetWeights(weights_for(spec, canary_weight))
 
 
-def _header_on(spec: RolloutSpec) -> SetHeaderRoute:
+def header_on(spec: RolloutSpec) -> SetHeaderRoute:
     assert spec.strategy.header_phase is not None
     return SetHeaderRoute(spec.strategy.header_phase.as_match(), spec.target.canary.subset)
 
 
 HEADER_OFF = SetHeaderRoute(None)
+
+
+def intended_routes(spec: RolloutSpec, state: RolloutState) -> tuple[Action, ...]:
+    """The routes a state stands for: re-applied on resume and after a restart (idempotent)."""
+    return (SetWeights(dict(state.weights)), header_on(spec) if state.header_route else HEADER_OFF)
 
 
 def start(spec: RolloutSpec, rollout_id: str, now: datetime) -> tuple[RolloutState, Decision]:
@@ -122,7 +127,7 @@ def _begin_testing(spec: RolloutSpec, state: RolloutState, now: datetime) -> tup
         h = spec.strategy.header_phase
         reason = f"header phase: requests with {h.header} {h.match} {h.value!r} go to {spec.target.canary.subset}"
         nxt = _enter(state, Phase.HEADER_TESTING, -1, now, reason, header_route=True)
-        return nxt, Decision("advance", reason, (_header_on(spec),))
+        return nxt, Decision("advance", reason, (header_on(spec),))
     return _enter_step(spec, state, 0, now)
 
 
@@ -253,13 +258,10 @@ def _command(spec: RolloutSpec, state: RolloutState, command: str, now: datetime
     back = state.paused_from
     nxt = replace(state, phase=back, paused_from=None, decided_at=None, step_ticks_all=0,
                   reason=f"resumed to {back.value}")
-    actions: list[Action] = [SetWeights(dict(state.weights))]
-    if back is Phase.HEADER_TESTING:
-        actions.append(_header_on(spec))
     if state.started_at is not None and _exhausted(spec, nxt, now):
         # A resumed rollout gets a fresh budget from now on.
         nxt = replace(nxt, started_at=now)
-    return nxt, Decision("resume", nxt.reason, tuple(actions))
+    return nxt, Decision("resume", nxt.reason, intended_routes(spec, nxt))
 
 
 def fail(state: RolloutState, now: datetime, reason: str) -> tuple[RolloutState, Decision]:

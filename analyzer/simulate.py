@@ -83,8 +83,7 @@ def run_rollout(
     """One rollout in virtual time. The loop is closed: the mesh routes by the router the engine drives."""
     clock = VirtualClock(EPOCH)
     router = MemoryRouter()
-    edges = _edges(spec)
-    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=edges)
+    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
     store = store or NullStore()
     rollout_id = rollout_id or f"{spec.name}-{scenario.name}-{seed}"
     store.create_rollout(rollout_id, spec, spec_text, {"mode": "simulated", "scenario": scenario.name, "seed": seed})
@@ -147,13 +146,6 @@ def _trace_source(spec: RolloutSpec, scenario: Scenario, mesh: SimulatedMesh, se
                                   revisions={s.subset: s.label_value for s in (t.baseline, t.canary)})
     mesh.trace_sink = source
     return source
-
-
-def _edges(spec: RolloutSpec) -> tuple[float, ...]:
-    from analyzer.config import LatencyMetric
-
-    lat = next((m for m in spec.analysis.metrics if isinstance(m, LatencyMetric)), None)
-    return tuple(lat.bucket_edges) if lat else tuple(LatencyMetric().bucket_edges)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 import numpy as np
 import structlog
 
-from analyzer.config import LatencyMetric, RolloutSpec
+from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome
-from analyzer.model import ISTIO_DEFAULT_EDGES_MS, SubsetCounts
+from analyzer.model import SubsetCounts
 from analyzer.sim.exposition import Layout, Plan, Pod, State, exposition
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
@@ -42,11 +42,6 @@ class Scrape:
     t: float
     baseline: SubsetCounts
     canary: SubsetCounts
-
-
-def spec_edges(spec: RolloutSpec) -> tuple[float, ...]:
-    lat = next((m for m in spec.analysis.metrics if isinstance(m, LatencyMetric)), None)
-    return tuple(lat.bucket_edges) if lat else ISTIO_DEFAULT_EDGES_MS
 
 
 class _PodCounters:
@@ -70,7 +65,7 @@ class LiveMesh:
     def __init__(self, spec: RolloutSpec, scenario: Scenario, router: MemoryRouter, *, seed: int = 0,
                  pods_per_subset: int = 2, clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
-        self.edges = spec_edges(spec)
+        self.edges = spec.analysis.bucket_edges
         self._clock = clock
         self._rng = np.random.default_rng(seed + 1)
         self._lock = threading.Lock()

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from analyzer.config import Model, SpecError, _format_errors, parse_duration
+from analyzer.config import Duration, Model, SpecError, _format_errors
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
@@ -31,41 +31,26 @@ class Subset(Model):
 class Traffic(Model):
     rps: float = Field(default=50.0, gt=0)
     diurnal: float = Field(default=0.0, ge=0, lt=1)  # amplitude of a 24 h sine on the rate
-    diurnal_period: float = 86400.0
+    diurnal_period: Duration = 86400.0
     header_share: float = Field(default=0.05, ge=0, le=1)  # share of requests carrying the test header
     # Routing skew (sample-ratio mismatch): the canary receives this factor of its configured share.
     canary_share_factor: float = Field(default=1.0, gt=0)
-
-    @field_validator("diurnal_period", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
 
 
 class Regression(Model):
     """A canary-only change. Applies from `onset`, reaching full size after `ramp` (a leak)."""
 
-    onset: float = 0.0
-    ramp: float = 0.0
+    onset: Duration = 0.0
+    ramp: Duration = 0.0
     error_ratio: float = Field(default=1.0, ge=0)
     latency_scale: float = Field(default=1.0, gt=0)
     tail_share: float = Field(default=0.0, ge=0, le=1)  # share of canary requests that get tail_ms added
     tail_ms: float = Field(default=500.0, ge=0)
 
-    @field_validator("onset", "ramp", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
-
 
 class Window(Model):
-    start: float
-    end: float
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
+    start: Duration
+    end: Duration
 
     @model_validator(mode="after")
     def _order(self) -> Window:
@@ -94,12 +79,7 @@ class Warmup(Model):
     """A fresh canary is slower at first: latency x factor, decaying linearly to 1 over `duration`."""
 
     factor: float = Field(default=1.0, ge=1)
-    duration: float = 0.0
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
+    duration: Duration = 0.0
 
 
 class Scenario(Model):
