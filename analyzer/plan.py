@@ -47,21 +47,6 @@ class PlanReport:
             "detections": [d.__dict__ for d in self.detections], "notes": self.notes,
         }
 
-    def lines(self) -> list[str]:
-        out = [f"Plan for rollout {self.rollout!r} at {self.rps:g} rps, budget {self.budget_minutes:g} min "
-               f"({PLAN_POWER:.0%} power):"]
-        for d in self.detections:
-            if d.minutes is None:
-                out.append(f"  {d.metric}: a {d.effect} regression is not detected within "
-                           f"{4 * self.budget_minutes:g} min")
-            elif d.fits_budget:
-                out.append(f"  {d.metric}: a {d.effect} regression is detected in about {d.minutes:g} min")
-            else:
-                out.append(f"  {d.metric}: a {d.effect} regression needs about {d.minutes:g} min and does not fit "
-                           f"the {self.budget_minutes:g} min budget")
-        out += [f"  note: {n}" for n in self.notes]
-        return out
-
 
 def expected_exposure(spec: RolloutSpec, rps: float, minutes: int, header_share: float = 0.05) -> np.ndarray:
     """Expected (canary, baseline) requests per interval along the spec's schedule."""

@@ -5,7 +5,7 @@
 Open loop (false rollbacks, detection, delays): `benchmarks.generate` draws [R, T=60] arrays per cell; our rollback
 rule (`benchmarks.ours`, vectorised, equal to `analyzer.judge.judge`) and the peers of `benchmarks.methods` all read
 the same arrays. Closed loop (time to promote, false promotion, inconclusive): whole rollouts of the reviews spec
-through `analyzer.simulate.run_rollout`. Writes results.json, results.md and PNG plots to --out.
+through `analyzer.app.simulation.run_rollout`. Writes results.json, results.md and PNG plots to --out.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks import methods as peers
 from benchmarks.generate import EDGES, Batch, Cell, gate_edges, generate
 from benchmarks.ours import gate
-from benchmarks.report import summarise_closed, summarise_open, write_outputs
+from benchmarks.tables import summarise_closed, summarise_open, write_outputs
 
 ALPHA = 0.01  # total false-rollback budget, as in config/examples/reviews.yaml
 ALPHA_METRIC = ALPHA / 2  # per metric (errors, latency): peers' per-test level and the oracle's level
@@ -197,9 +197,9 @@ def reviews_spec() -> Any:
 
 
 def run_closed(cell: ClosedCell) -> dict[str, Any]:
-    from analyzer import logs
+    from analyzer.app import logs
+    from analyzer.app.simulation import run_rollout
     from analyzer.sim.scenario import Latency, Regression, Scenario, Subset, Traffic
-    from analyzer.simulate import run_rollout
 
     logs.configure("warning", json=True)
     t0 = time.perf_counter()

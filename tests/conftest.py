@@ -17,6 +17,6 @@ def require_or_skip(ok: bool, why: str) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_logs() -> None:
-    from analyzer import logs
+    from analyzer.app import logs
 
     logs.configure("warning", json=True)

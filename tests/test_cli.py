@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import main
+from analyzer.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "config/examples/reviews.yaml")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "analyzer.app.cli", *args], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
 
 

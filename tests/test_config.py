@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analyzer.cli import main
+from analyzer.app.cli import main
 from analyzer.config import SpecError, load_spec, parse_duration, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def test_cli_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_cli_bad_spec_has_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(mutate("timing.interval", "soon")))
-    proc = subprocess.run([sys.executable, "-m", "analyzer.cli", "demo", "--config", str(bad), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "analyzer.app.cli", "demo", "--config", str(bad), "--json"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

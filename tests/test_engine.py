@@ -10,16 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer import policy
+from analyzer.app.simulation import run_rollout
 from analyzer.config import load_spec
 from analyzer.engine import Engine
 from analyzer.judge import JudgeContext, initial_evidence, judge
 from analyzer.model import Phase, Verdict
+from analyzer.notify.log import LogNotifier
 from analyzer.sim.clock import EPOCH, VirtualClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario, load_scenario
-from analyzer.simulate import run_rollout
 from analyzer.store.null import NullStore
-from analyzer.traffic.memory import LogNotifier, MemoryRouter, MemoryScaler
+from analyzer.traffic.memory import MemoryRouter
+from analyzer.workloads.memory import MemoryScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "config/examples/reviews.yaml")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analyzer.model import Span
-from analyzer.sources.jaeger_parse import (
+from analyzer.sources.jaeger.parse import (
     SubsetSelector,
     dedupe,
     json_documents,

@@ -20,7 +20,7 @@ from analyzer.config import JaegerSource, RolloutSpec, parse_spec
 from analyzer.model import Span
 from analyzer.ports import SourceUnavailable
 from analyzer.sim.traces import generate_spans, trace_scenario
-from analyzer.sources.jaeger import JaegerTraceSource
+from analyzer.sources.jaeger.source import JaegerTraceSource
 from tests.fakes.jaeger_server import FakeJaeger, serve_jaeger
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from analyzer.cli import main
+from analyzer.app.cli import main
+from analyzer.app.cli.judge import connect_error, judge_command, parse_time
 from analyzer.config import PrometheusSource, SpecError, load_spec
 from analyzer.model import SubsetCounts
-from analyzer.pipeline import connect_error, judge_command, parse_time
 from analyzer.sim.exposition import Layout, Pod, build_plan, openmetrics
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unreachable_prometheus_exits_2_with_one_message(spec_file, no_proxy):
     url = f"http://127.0.0.1:{closed_port()}"
     done = subprocess.run(
-        [sys.executable, "-m", "analyzer.cli", "judge", str(spec_file), "--start", "1767225600",
+        [sys.executable, "-m", "analyzer.app.cli", "judge", str(spec_file), "--start", "1767225600",
          "--end", "1767229200", "--prometheus-url", url, "--json"],
         capture_output=True, text=True, timeout=60, env=dict(os.environ),
     )

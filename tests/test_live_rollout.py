@@ -17,12 +17,14 @@ import pytest
 from analyzer.config import RolloutSpec, parse_spec
 from analyzer.engine import Engine, TickOutcome
 from analyzer.model import Phase
+from analyzer.notify.log import LogNotifier
 from analyzer.sim.clock import WallClock
 from analyzer.sim.live import LiveMesh, mid_scrape, render, run_in_real_time
 from analyzer.sim.scenario import Scenario
-from analyzer.sources.prometheus import PrometheusMetricSource
+from analyzer.sources.prometheus.source import PrometheusMetricSource
 from analyzer.store.null import NullStore
-from analyzer.traffic.memory import LogNotifier, MemoryRouter, MemoryScaler
+from analyzer.traffic.memory import MemoryRouter
+from analyzer.workloads.memory import MemoryScaler
 
 if TYPE_CHECKING:
     from analyzer.sim.metrics_server import MetricsServer

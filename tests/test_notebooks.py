@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.app.simulation import run_rollout
 from analyzer.config import load_spec
 from analyzer.sim.scenario import load_scenario
-from analyzer.simulate import run_rollout
 from analyzer.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[1]

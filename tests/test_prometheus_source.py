@@ -19,8 +19,8 @@ from analyzer.model import ISTIO_DEFAULT_EDGES_MS, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.replay import replay
 from analyzer.sim.exposition import Layout, Plan, Pod, build_plan, exposition, openmetrics
-from analyzer.sources.prometheus import PrometheusMetricSource
-from analyzer.sources.promql import ErrorDefinition, escape_string, regex_alternation
+from analyzer.sources.prometheus.promql import ErrorDefinition, escape_string, regex_alternation
+from analyzer.sources.prometheus.source import PrometheusMetricSource
 
 if TYPE_CHECKING:
     from tests.servers_prometheus import PrometheusLauncher, RunningPrometheus

@@ -11,7 +11,7 @@ from analyzer.config import RolloutSpec, parse_spec
 from analyzer.model import Span
 from analyzer.sim.scenario import load_scenario
 from analyzer.sim.traces import TRACE_SCENARIOS, SimulatedTraceSource, generate_spans, trace_scenario
-from analyzer.sources.jaeger_parse import SubsetSelector
+from analyzer.sources.jaeger.parse import SubsetSelector
 from analyzer.traces import analyze_traces, trace_exceedance_counts
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

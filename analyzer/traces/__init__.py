@@ -1,8 +1,8 @@
 """Pure trace analysis: spans in, diagnostics out (no I/O)."""
 
 from analyzer.traces.exceedance import log_edges, trace_exceedance_counts
+from analyzer.traces.findings import CallStats, Finding, OperationStats, TraceReport, analyze_traces
 from analyzer.traces.frame import spans_frame
-from analyzer.traces.report import CallStats, Finding, OperationStats, TraceReport, analyze_traces
 
 __all__ = [
     "CallStats",

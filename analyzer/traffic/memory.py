@@ -44,25 +44,3 @@ class MemoryRouter:
             if self._headers.get(self._key(spec)) != match:
                 self._headers[self._key(spec)] = match
                 self.writes += 1
-
-
-class MemoryScaler:
-    def __init__(self) -> None:
-        self.replicas: dict[str, int] = {}
-
-    def scale(self, spec: RolloutSpec, subset: str, replicas: int) -> None:
-        self.replicas[subset] = replicas
-
-
-class LogNotifier:
-    """Notifications go to the structured log (and the store's events, written by the engine)."""
-
-    def __init__(self) -> None:
-        import structlog
-
-        self._log = structlog.get_logger("analyzer.notify")
-        self.sent: list[tuple[str, str]] = []
-
-    def notify(self, spec: RolloutSpec, event: str, message: str) -> None:
-        self.sent.append((event, message))
-        self._log.info("notify", rollout=spec.name, notify_event=event, message=message)

@@ -14,12 +14,14 @@ import numpy as np
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome, decision_minute
 from analyzer.model import OUTCOME_BY_PHASE, MetricVerdict
+from analyzer.notify.log import LogNotifier
 from analyzer.ports import Store
 from analyzer.sim.clock import EPOCH, VirtualClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
 from analyzer.store.null import NullStore
-from analyzer.traffic.memory import LogNotifier, MemoryRouter, MemoryScaler
+from analyzer.traffic.memory import MemoryRouter
+from analyzer.workloads.memory import MemoryScaler
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import structlog
 from analyzer.config import CustomMetric, LatencyMetric, PrometheusSource, RolloutSpec
 from analyzer.model import ISTIO_DEFAULT_EDGES_MS, CustomValue, Observation, SubsetCounts
 from analyzer.ports import SourceUnavailable
-from analyzer.sources import promql
-from analyzer.sources.prom_client import PromClient, Series, first_label_match
+from analyzer.sources.prometheus import promql
+from analyzer.sources.prometheus.client import PromClient, Series, first_label_match
 from analyzer.stats.counters import has_nan, is_stale, sum_increases
 
 # How far before `start` to look for each series' reference sample. Prometheus' own staleness

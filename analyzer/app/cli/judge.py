@@ -23,8 +23,8 @@ from requests.utils import get_environ_proxies
 from analyzer.config import PrometheusSource, RolloutSpec, SpecError
 from analyzer.ports import SourceUnavailable
 from analyzer.replay import MetricSummary, ReplayReport, replay
-from analyzer.sources.prom_client import PromClient
-from analyzer.sources.prometheus import PrometheusMetricSource
+from analyzer.sources.prometheus.client import PromClient
+from analyzer.sources.prometheus.source import PrometheusMetricSource
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}

@@ -25,7 +25,7 @@ import structlog
 from analyzer.config import JaegerSource, RolloutSpec
 from analyzer.model import Span
 from analyzer.ports import SourceUnavailable
-from analyzer.sources.jaeger_parse import (
+from analyzer.sources.jaeger.parse import (
     SubsetSelector,
     dedupe,
     json_documents,

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from analyzer import logs
+from analyzer.app import logs
 from analyzer.config import load_spec, load_spec_text
 from analyzer.errors import UserError
 from analyzer.sim.scenario import builtin_names, load_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = ROOT / "config" / "examples" / "reviews.yaml"
 DEFAULT_DB = "sqlite:///canary-analyzer.db"
 
@@ -61,7 +61,7 @@ def demo(
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
 ) -> None:
     """Run one whole rollout on the simulated mesh, in virtual time."""
-    from analyzer.demo import run_demo
+    from analyzer.app.cli.demo import run_demo
 
     spec, text = load_spec_text(config)
     result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=_sql_store(db), live=not as_json)
@@ -78,7 +78,7 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Run many rollouts and report outcome counts and decision-time quantiles."""
-    from analyzer.simulate import run_many
+    from analyzer.app.simulation import run_many
 
     spec = load_spec(config)
     summary = run_many(spec, load_scenario(scenario), runs=runs, seed=seed)
@@ -102,6 +102,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Before a rollout: what this config can detect, and how long it needs."""
+    from analyzer.app.cli.plan import plan_lines
     from analyzer.plan import make_plan
 
     if rps <= 0 or not 0 <= baseline_error_rate < 1 or latency_p99_ms <= 0:
@@ -112,7 +113,7 @@ def plan(
     if as_json:
         _print_json(report.to_json())
     else:
-        for line in report.lines():
+        for line in plan_lines(report):
             out.print(line, markup=False, highlight=False)
 
 
@@ -127,7 +128,7 @@ def judge_window(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Replay a past window through the gate from Prometheus: exit 0 pass, 1 fail, 3 inconclusive, 2 error."""
-    from analyzer.pipeline import judge_command
+    from analyzer.app.cli.judge import judge_command
 
     code = judge_command(load_spec(config), start, end, prometheus_url=prometheus_url, as_json=as_json,
                          canary_weight=canary_weight)
@@ -142,7 +143,7 @@ def history_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recorded rollouts, newest first."""
-    from analyzer.report import print_history_list
+    from analyzer.app.cli.history import print_history_list
 
     print_history_list(db, name=name, limit=limit, as_json=as_json, console=out)
 
@@ -154,7 +155,7 @@ def history_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One rollout: its timeline of ticks, decisions, verdicts and events."""
-    from analyzer.report import print_history_show
+    from analyzer.app.cli.history import print_history_show
 
     print_history_show(db, rollout_id, as_json=as_json, console=out)
 

@@ -42,7 +42,7 @@ def print_history_list(url: str, *, name: str | None, limit: int, as_json: bool,
 
 
 def _detail_json(d: RolloutDetail) -> dict[str, Any]:
-    from analyzer.simulate import verdict_json
+    from analyzer.app.simulation import verdict_json
 
     return {
         "summary": asdict(d.summary),

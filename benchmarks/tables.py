@@ -13,7 +13,7 @@ import numpy as np
 from analyzer.stats.fixed import clopper_pearson
 
 if TYPE_CHECKING:
-    from analyzer.simulate import RunResult
+    from analyzer.app.simulation import RunResult
     from benchmarks.generate import Batch
 
 PEERS = ("flagger", "flagger_relative", "kayenta", "peeking", "fixed_horizon")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from analyzer.app.simulation import RunResult, run_rollout
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome
 from analyzer.ports import Store
 from analyzer.sim.scenario import Scenario
-from analyzer.simulate import RunResult, run_rollout
 
 
 def _evidence_text(outcome: TickOutcome) -> str:

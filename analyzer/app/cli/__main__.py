@@ -1,0 +1,5 @@
+import sys
+
+from analyzer.app.cli.main import main
+
+sys.exit(main())
