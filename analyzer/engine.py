@@ -13,12 +13,15 @@ from datetime import datetime, timedelta
 import structlog
 
 from analyzer import policy
-from analyzer.config import PrometheusSource, RolloutSpec
+from analyzer.config import RolloutSpec
 from analyzer.judge import judge
 from analyzer.model import (
     Action,
     ActionResult,
+    Command,
     Decision,
+    DecisionKind,
+    Event,
     MetricVerdict,
     Notify,
     Observation,
@@ -28,7 +31,8 @@ from analyzer.model import (
     SetWeights,
     Span,
 )
-from analyzer.ports import Clock, MetricSource, Notifier, Scaler, SourceUnavailable, Store, TraceSource, TrafficRouter
+from analyzer.ports import Adapters, SourceUnavailable
+from analyzer.traces import TraceReport, analyze_traces
 
 MAX_KEPT_SPANS = 200_000  # bounds memory on long rollouts; the report uses the most recent spans
 
@@ -43,37 +47,24 @@ class TickOutcome:
 
 
 class Engine:
-    def __init__(
-        self,
-        spec: RolloutSpec,
-        rollout_id: str,
-        *,
-        metrics: MetricSource,
-        router: TrafficRouter,
-        scaler: Scaler,
-        notifier: Notifier,
-        store: Store,
-        clock: Clock,
-        traces: TraceSource | None = None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, spec: RolloutSpec, rollout_id: str, adapters: Adapters, *, seed: int = 0) -> None:
         self.spec = spec
         self.rollout_id = rollout_id
-        self.metrics = metrics
-        self.router = router
-        self.scaler = scaler
-        self.notifier = notifier
-        self.store = store
-        self.clock = clock
-        self.traces = traces
+        self.adapters = adapters
+        self.metrics = adapters.metrics
+        self.router = adapters.router
+        self.scaler = adapters.scaler
+        self.notifier = adapters.notifier
+        self.store = adapters.store
+        self.clock = adapters.clock
+        self.traces = adapters.traces
         self.seed = seed
         self.spans: list[Span] = []  # sampled spans of the rollout so far, for the trace report
-        # A scrape stamped just before `now` may be stored just after it: query one scrape interval back.
-        metrics_cfg = spec.sources.metrics
-        self.lag = metrics_cfg.scrape_interval if isinstance(metrics_cfg, PrometheusSource) else 0.0
+        # A sample stamped just before `now` may be stored just after it: query that far back.
+        self.lag = adapters.metrics.query_lag(spec)
         self.state = RolloutState(rollout=rollout_id)
         self.last_verdicts: tuple[MetricVerdict, ...] = ()
-        self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id)
+        self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id, target=spec.name)
 
     # ---- lifecycle ----
 
@@ -82,9 +73,9 @@ class Engine:
         return self._commit(state, decision, None, ())
 
     @classmethod
-    def resume(cls, state: RolloutState, **kwargs: object) -> Engine:
+    def resume(cls, spec: RolloutSpec, state: RolloutState, adapters: Adapters, *, seed: int = 0) -> Engine:
         """Continue a persisted rollout: re-apply its last intended routes (idempotent)."""
-        engine = cls(rollout_id=state.rollout, **kwargs)  # type: ignore[arg-type]
+        engine = cls(spec, state.rollout, adapters, seed=seed)
         engine.state = state
         if not state.phase.terminal and state.weights:
             engine._act(policy.intended_routes(engine.spec, state))
@@ -95,16 +86,22 @@ class Engine:
     def done(self) -> bool:
         return self.state.phase.terminal
 
-    def tick(self, command: str | None = None) -> TickOutcome:
+    def tick(self, command: Command | None = None) -> TickOutcome:
         state = self.state
+        with structlog.contextvars.bound_contextvars(rollout=self.rollout_id, target=self.spec.name,
+                                                    tick=state.tick + 1, step=state.step):
+            return self._tick(state, command)
+
+    def _tick(self, state: RolloutState, command: Command | None) -> TickOutcome:
         now = self.clock.now()
-        log = self.log.bind(tick=state.tick + 1, step=state.step, phase=state.phase.value)
+        log = self.log.bind(phase=state.phase.value)  # rollout, target, tick and step are context variables
         if state.phase.terminal and command is None:
-            return TickOutcome(state, Decision("hold", f"{state.phase.value}"), None, (), ())
+            return TickOutcome(state, Decision(DecisionKind.HOLD, f"{state.phase.value}"), None, (), ())
         synced = self._reconcile(state, log)
         observation: Observation | None = None
         verdicts: list[MetricVerdict] = []
         if state.phase in policy.ACTIVE and command is None:
+            assert state.evidence is not None
             end = now - timedelta(seconds=self.lag)
             start = end - timedelta(seconds=self.spec.timing.interval)
             unavailable = None
@@ -112,8 +109,8 @@ class Engine:
                 observation = self.metrics.observe(self.spec, start, end)
             except SourceUnavailable as exc:
                 unavailable = str(exc)
-                log.warning("source unavailable", error=unavailable)
-                self.store.record_event(self.rollout_id, state.tick + 1, "source-unavailable", unavailable)
+                log.warning("source_unavailable", error=unavailable)
+                self.store.record_event(self.rollout_id, state.tick + 1, Event.SOURCE_UNAVAILABLE, unavailable)
             if observation is not None and self.traces is not None:
                 observation = replace(observation, spans=self._spans(start, end, state.tick + 1, log))
             ctx = policy.judge_context(self.spec, state, now, seed=self.seed)
@@ -122,14 +119,14 @@ class Engine:
             state = replace(state, evidence=evidence)
         new_state, decision = policy.decide(self.spec, state, verdicts, now, command)
         outcome = self._commit(new_state, decision, observation, tuple(verdicts), synced=synced)
-        log.info("tick", decision=decision.kind, new_phase=outcome.state.phase.value, reason=decision.reason[:200])
+        log.info("tick", decision=decision.kind.value, new_phase=outcome.state.phase.value,
+                 reason=decision.reason[:200])
         return outcome
 
-    def trace_report(self) -> object | None:
+    def trace_report(self) -> TraceReport | None:
         """Trace findings over the whole rollout so far (diagnostics), or None without a trace source."""
         if self.traces is None:
             return None
-        from analyzer.traces import analyze_traces
 
         t = self.spec.target
         return analyze_traces(self.spans, t.baseline.subset, t.canary.subset)
@@ -142,8 +139,8 @@ class Engine:
         try:
             spans = tuple(self.traces.spans(self.spec, start, end))
         except SourceUnavailable as exc:
-            log.warning("trace source unavailable", error=str(exc))
-            self.store.record_event(self.rollout_id, tick, "trace-source-unavailable", str(exc))
+            log.warning("trace_source_unavailable", error=str(exc))
+            self.store.record_event(self.rollout_id, tick, Event.TRACE_SOURCE_UNAVAILABLE, str(exc))
             return None
         self.spans.extend(spans)
         del self.spans[:-MAX_KEPT_SPANS]
@@ -176,7 +173,7 @@ class Engine:
                 self._apply(action, self.state.tick if tick is None else tick)
                 results.append(ActionResult(action, True))
             except Exception as exc:  # an adapter failure must not kill the loop; it is recorded and retried
-                self.log.error("action failed", action=type(action).__name__, error=str(exc))
+                self.log.error("action_failed", action=type(action).__name__, error=str(exc))
                 results.append(ActionResult(action, False, f"{type(exc).__name__}: {exc}"))
         return tuple(results)
 
@@ -202,12 +199,12 @@ class Engine:
         try:
             current = self.router.get_weights(self.spec)
         except Exception as exc:
-            log.warning("cannot read routes", error=str(exc))
+            log.warning("routes_unreadable", error=str(exc))
             return ActionResult(intended, False, f"{type(exc).__name__}: {exc}")
         if current == dict(state.weights):
             return None
-        log.warning("route drift corrected", found=current, intended=dict(state.weights))
-        self.store.record_event(self.rollout_id, state.tick, "drift", f"weights {current} reset to "
+        log.warning("route_drift_corrected", found=current, intended=dict(state.weights))
+        self.store.record_event(self.rollout_id, state.tick, Event.DRIFT, f"weights {current} reset to "
                                 f"{dict(state.weights)}")
         return self._act((intended,))[0]
 

@@ -1,6 +1,7 @@
 """Judge: spec + evidence + one interval's observation -> updated evidence and a verdict per metric. No I/O.
 
-The evidence is plain JSON-able data so it can be persisted with the rollout state and replayed.
+The evidence is a typed value (`analyzer.evidence.Evidence`) that the store encodes, so a rollout can be
+persisted, resumed and replayed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from analyzer import kayenta_gate
 from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec, TraceMetric
+from analyzer.evidence import CustomEvidence, EdgeEvidence, Evidence, MetricEvidence
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
 from analyzer.stats.histogram import quantile_interval
 from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
@@ -33,27 +35,31 @@ class JudgeContext:
     seed: int = 0  # for the power Monte Carlo, so replays are deterministic
 
 
-def initial_evidence(spec: RolloutSpec) -> dict[str, Any]:
-    evidence: dict[str, Any] = {SRM_KEY: SrmEvidence().to_json()}
-    if spec.analysis.judge == "kayenta":
-        evidence[kayenta_gate.KEY] = kayenta_gate.initial()
+def initial_evidence(spec: RolloutSpec) -> Evidence:
+    metrics: dict[str, MetricEvidence] = {}
     for m in spec.analysis.metrics:
         if isinstance(m, ErrorRateMetric):
-            evidence[m.name] = RatioEvidence(m.tolerance).to_json()
+            metrics[m.name] = RatioEvidence(m.tolerance)
         elif isinstance(m, LatencyMetric | TraceMetric):
-            evidence[m.name] = {_edge_key(e): RatioEvidence(m.tolerance).to_json() for e in m.gate_edges}
+            metrics[m.name] = EdgeEvidence({_edge_key(e): RatioEvidence(m.tolerance) for e in m.gate_edges})
         else:
-            evidence[m.name] = {"failures": 0}
-    return evidence
+            metrics[m.name] = CustomEvidence()
+    kayenta = _kayenta_series(kayenta_gate.initial()) if spec.analysis.judge == "kayenta" else None
+    return Evidence(metrics, SrmEvidence(), kayenta)
+
+
+def _kayenta_series(series: Mapping[str, Any]) -> dict[str, tuple[tuple[float, float], ...]]:
+    return {k: tuple((float(b), float(c)) for b, c in v) for k, v in series.items()}
 
 
 def judge(
     spec: RolloutSpec,
-    evidence: Mapping[str, Any],
+    evidence: Evidence,
     observation: Observation | None,
     context: JudgeContext,
-) -> tuple[dict[str, Any], list[MetricVerdict]]:
-    new = dict(evidence)
+) -> tuple[Evidence, list[MetricVerdict]]:
+    metrics: dict[str, MetricEvidence] = dict(evidence.metrics)
+    srm, kayenta_state = evidence.srm, evidence.kayenta
     verdicts: list[MetricVerdict] = []
     missing = _missing_reason(observation, context)
     kayenta = spec.analysis.judge == "kayenta"
@@ -62,8 +68,9 @@ def judge(
             verdicts.append(MetricVerdict(kayenta_gate.KEY, Verdict.NO_DATA, f"kayenta: {missing}"))
         else:
             assert observation is not None
-            new[kayenta_gate.KEY], verdict = kayenta_gate.judge_kayenta(
-                evidence[kayenta_gate.KEY], observation, context.assess_promotion, context.seed)
+            series, verdict = kayenta_gate.judge_kayenta(
+                kayenta_state or {}, observation, context.assess_promotion, context.seed)
+            kayenta_state = _kayenta_series(series)
             verdicts.append(verdict)
     for metric in spec.analysis.metrics:
         if kayenta and isinstance(metric, ErrorRateMetric | LatencyMetric):
@@ -72,23 +79,28 @@ def judge(
             verdicts.append(MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: {missing}", gate=metric.gate))
             continue
         assert observation is not None and observation.baseline and observation.canary
+        state = evidence.metrics[metric.name]
         if isinstance(metric, ErrorRateMetric):
-            new[metric.name], verdict = _judge_errors(spec, metric, evidence[metric.name], observation, context)
+            assert isinstance(state, RatioEvidence)
+            metrics[metric.name], verdict = _judge_errors(spec, metric, state, observation, context)
         elif isinstance(metric, LatencyMetric):
-            new[metric.name], verdict = _judge_latency(spec, metric, evidence[metric.name], observation, context)
+            assert isinstance(state, EdgeEvidence)
+            metrics[metric.name], verdict = _judge_latency(spec, metric, state, observation, context)
         elif isinstance(metric, TraceMetric):
-            new[metric.name], verdict = _judge_traces(spec, metric, evidence[metric.name], observation, context)
+            assert isinstance(state, EdgeEvidence)
+            metrics[metric.name], verdict = _judge_traces(spec, metric, state, observation, context)
         else:
-            new[metric.name], verdict = _judge_custom(metric, evidence[metric.name], observation)
+            assert isinstance(state, CustomEvidence)
+            metrics[metric.name], verdict = _judge_custom(metric, state, observation)
         verdicts.append(verdict)
     if missing is None:
         assert observation is not None and observation.baseline and observation.canary
-        new[SRM_KEY], srm = _judge_srm(spec, evidence[SRM_KEY], observation, context)
-        verdicts.append(srm)
+        srm, srm_verdict = _judge_srm(spec, srm, observation, context)
+        verdicts.append(srm_verdict)
         outage = _shared_outage(spec, observation)
         if outage is not None:
             verdicts.append(outage)
-    return new, verdicts
+    return Evidence(metrics, srm, kayenta_state), verdicts
 
 
 def _missing_reason(observation: Observation | None, context: JudgeContext) -> str | None:
@@ -188,19 +200,19 @@ def _promotion(
 def _judge_errors(
     spec: RolloutSpec,
     metric: ErrorRateMetric,
-    state: Mapping[str, Any],
+    state: RatioEvidence,
     obs: Observation,
     context: JudgeContext,
-) -> tuple[dict, MetricVerdict]:
+) -> tuple[RatioEvidence, MetricVerdict]:
     assert obs.canary and obs.baseline
-    ev = RatioEvidence.from_json(dict(state)).update(
+    ev = state.update(
         obs.canary.requests, obs.canary.errors, obs.baseline.requests, obs.baseline.errors
     )
     alpha_j = spec.analysis.alpha_for(metric.name)
     summary = ev.summary(alpha=spec.analysis.alpha)
     promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
     verdict = _ratio_verdict(metric.name, "errors", summary, alpha_j, metric, promoted, power)
-    return ev.to_json(), verdict
+    return ev, verdict
 
 
 def _edge_key(edge: float) -> str:
@@ -210,40 +222,37 @@ def _edge_key(edge: float) -> str:
 def _judge_latency(
     spec: RolloutSpec,
     metric: LatencyMetric,
-    state: Mapping[str, Any],
+    state: EdgeEvidence,
     obs: Observation,
     context: JudgeContext,
-) -> tuple[dict, MetricVerdict]:
+) -> tuple[EdgeEvidence, MetricVerdict]:
     c, b = obs.canary, obs.baseline
     assert c and b
     if not c.latency_le or not b.latency_le:
-        return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no latency histogram; holding",
+        return state, MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no latency histogram; holding",
                                           gate=metric.gate)
     counts: dict[float, tuple[int, int, int, int]] = {}
-    hist = _add_histograms(state, c, b)
     for edge in metric.gate_edges:
         if edge not in obs.edges:
-            return dict(state), MetricVerdict(
+            return state, MetricVerdict(
                 metric.name, Verdict.NO_DATA, f"{metric.name}: edge {edge:g} ms is not among the source's buckets",
                 gate=metric.gate)
         j = obs.edges.index(edge)
         counts[edge] = (_n(c), c.slow(j), _n(b), b.slow(j))
-    new, verdict = _judge_edges(spec, metric, state, counts, context, "requests")
-    new.update(hist)
-    quantiles = {side: _quantiles(obs.edges, hist[f"hist_{side}"]) for side in ("canary", "baseline")}
+    edges, verdict = _judge_edges(spec, metric, state.edges, counts, context, "requests")
+    # Cumulative `le` counts over the rollout, per subset, for descriptive quantiles.
+    new = EdgeEvidence(edges, _add(state.hist_canary, c), _add(state.hist_baseline, b))
+    quantiles = {"canary": _quantiles(obs.edges, new.hist_canary),
+                 "baseline": _quantiles(obs.edges, new.hist_baseline)}
     return new, replace(verdict, details={**verdict.details, "quantiles_ms": quantiles})
 
 
-def _add_histograms(state: Mapping[str, Any], c: SubsetCounts, b: SubsetCounts) -> dict[str, list[int]]:
-    """Cumulative `le` counts over the rollout, per subset, for descriptive quantiles."""
-    def add(key: str, counts: SubsetCounts) -> list[int]:
-        old = state.get(key) or [0] * len(counts.latency_le)
-        return [x + y for x, y in zip(old, counts.latency_le, strict=True)]
-
-    return {"hist_canary": add("hist_canary", c), "hist_baseline": add("hist_baseline", b)}
+def _add(old: tuple[int, ...], counts: SubsetCounts) -> tuple[int, ...]:
+    base = old or (0,) * len(counts.latency_le)
+    return tuple(x + y for x, y in zip(base, counts.latency_le, strict=True))
 
 
-def _quantiles(edges: tuple[float, ...], cum_le: list[int]) -> dict[str, dict[str, float | None]]:
+def _quantiles(edges: tuple[float, ...], cum_le: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
     """p50/p95/p99 by Prometheus interpolation, with a 95% order-statistic interval in bucket edges.
 
     Descriptive only: pooled over the rollout, so a weight ramp or drift moves them; the gate uses exceedances.
@@ -261,36 +270,37 @@ def _quantiles(edges: tuple[float, ...], cum_le: list[int]) -> dict[str, dict[st
 def _judge_traces(
     spec: RolloutSpec,
     metric: TraceMetric,
-    state: Mapping[str, Any],
+    state: EdgeEvidence,
     obs: Observation,
     context: JudgeContext,
-) -> tuple[dict, MetricVerdict]:
+) -> tuple[EdgeEvidence, MetricVerdict]:
     if obs.spans is None:
-        return dict(state), MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no trace source; holding",
+        return state, MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no trace source; holding",
                                           gate=metric.gate)
     from analyzer.traces.exceedance import trace_exceedance_counts
 
     t = spec.target
     counts = trace_exceedance_counts(obs.spans, metric.gate_edges, t.baseline.subset, t.canary.subset)
-    return _judge_edges(spec, metric, state, counts, context, "traces")
+    edges, verdict = _judge_edges(spec, metric, state.edges, counts, context, "traces")
+    return replace(state, edges=edges), verdict
 
 
 def _judge_edges(
     spec: RolloutSpec,
     metric: LatencyMetric | TraceMetric,
-    state: Mapping[str, Any],
+    state: Mapping[str, RatioEvidence],
     counts: Mapping[float, tuple[int, int, int, int]],
     context: JudgeContext,
     unit: str,
-) -> tuple[dict, MetricVerdict]:
+) -> tuple[dict[str, RatioEvidence], MetricVerdict]:
     """Exceedance e-processes at pre-registered edges, averaged (valid for "no edge worse", statistics.md §5.2)."""
     alpha_j = spec.analysis.alpha_for(metric.name)
-    new: dict[str, Any] = {}
+    new: dict[str, RatioEvidence] = {}
     per_edge: list[MetricVerdict] = []
     for edge, (n_c, s_c, n_b, s_b) in counts.items():
         key = _edge_key(edge)
-        ev = RatioEvidence.from_json(state[key]).update(n_c, s_c, n_b, s_b)
-        new[key] = ev.to_json()
+        ev = state[key].update(n_c, s_c, n_b, s_b)
+        new[key] = ev
         summary = ev.summary(alpha=spec.analysis.alpha)
         promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
         per_edge.append(_ratio_verdict(f"{metric.name}>{key}ms", f"{unit} > {key} ms", summary, alpha_j, metric,
@@ -335,11 +345,13 @@ def _edge_details(v: MetricVerdict) -> dict[str, Any]:
     }
 
 
-def _judge_custom(metric: CustomMetric, state: Mapping[str, Any], obs: Observation) -> tuple[dict, MetricVerdict]:
+def _judge_custom(
+    metric: CustomMetric, state: CustomEvidence, obs: Observation
+) -> tuple[CustomEvidence, MetricVerdict]:
     value = obs.custom.get(metric.name)
-    failures = int(state.get("failures", 0))
+    failures = state.failures
     if value is None or value.canary is None or math.isnan(value.canary):
-        return {"failures": failures}, MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no data; holding",
+        return state, MetricVerdict(metric.name, Verdict.NO_DATA, f"{metric.name}: no data; holding",
                                                      gate=metric.gate)
     problems = []
     if metric.max is not None and value.canary > metric.max:
@@ -359,20 +371,19 @@ def _judge_custom(metric: CustomMetric, state: Mapping[str, Any], obs: Observati
     else:
         verdict, tail = Verdict.PASS, "within bounds"
     reason = f"{metric.name}: canary {value.canary:g} vs {base}; " + ("; ".join(problems) + "; " if problems else "")
-    return {"failures": failures}, MetricVerdict(
+    return CustomEvidence(failures), MetricVerdict(
         metric.name, verdict, reason + tail, gate=metric.gate,
         canary={"value": value.canary}, baseline={"value": value.baseline} if value.baseline is not None else {},
     )
 
 
 def _judge_srm(
-    spec: RolloutSpec, state: Mapping[str, Any], obs: Observation, context: JudgeContext
-) -> tuple[dict, MetricVerdict]:
+    spec: RolloutSpec, ev: SrmEvidence, obs: Observation, context: JudgeContext
+) -> tuple[SrmEvidence, MetricVerdict]:
     assert obs.canary and obs.baseline
-    ev = SrmEvidence.from_json(dict(state))
     guard = spec.analysis.guardrails
     if context.expected_share is None or not guard.srm_check:
-        return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.CONTINUE, "traffic split: not checked in this phase",
+        return ev, MetricVerdict(SRM_KEY, Verdict.CONTINUE, "traffic split: not checked in this phase",
                                            gate=False)
     ev = ev.update(obs.canary.requests, obs.baseline.requests, context.expected_share)
     threshold = 1.0 / guard.srm_alpha
@@ -382,9 +393,9 @@ def _judge_srm(
     text = f"traffic split: canary share {seen} vs configured {100 * context.expected_share:.0f}%, " \
            f"evidence {e_value:.2f}"
     if ev.log_e >= math.log(threshold):
-        return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.HALT, f"{text} >= {threshold:.0f}: sample-ratio mismatch",
+        return ev, MetricVerdict(SRM_KEY, Verdict.HALT, f"{text} >= {threshold:.0f}: sample-ratio mismatch",
                                            e_value=e_value, threshold=threshold)
-    return ev.to_json(), MetricVerdict(SRM_KEY, Verdict.CONTINUE, f"{text} < {threshold:.0f}", gate=False,
+    return ev, MetricVerdict(SRM_KEY, Verdict.CONTINUE, f"{text} < {threshold:.0f}", gate=False,
                                        e_value=e_value, threshold=threshold)
 
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from analyzer.evidence import Evidence
+
 # Envoy's default histogram buckets in ms (formats.md §1.3); +Inf is implied.
 ISTIO_DEFAULT_EDGES_MS: tuple[float, ...] = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -50,6 +52,46 @@ OUTCOME_BY_PHASE: Mapping[Phase, str] = {
     Phase.FAILED: "failed",
     Phase.ABORTED: "aborted",
 }
+
+
+class DecisionKind(StrEnum):
+    """What the policy chose in one tick; the store, the JSON output and the API use the values."""
+
+    START = "start"
+    HOLD = "hold"
+    CONTINUE = "continue"
+    ADVANCE = "advance"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    INCONCLUSIVE = "inconclusive"
+    FAIL = "fail"
+    FINISH = "finish"
+
+
+class Command(StrEnum):
+    """An operator's command to a running rollout."""
+
+    PROMOTE = "promote"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+
+
+class Event(StrEnum):
+    """What a notification or a recorded event is about."""
+
+    PROMOTED = "promoted"
+    ROLLBACK = "rollback"
+    ABORT = "abort"
+    PAUSE = "pause"
+    INCONCLUSIVE = "inconclusive"
+    FAILED = "failed"
+    DRIFT = "drift"
+    SOURCE_UNAVAILABLE = "source-unavailable"
+    TRACE_SOURCE_UNAVAILABLE = "trace-source-unavailable"
 
 
 @dataclass(frozen=True)
@@ -185,7 +227,7 @@ class Scale:
 
 @dataclass(frozen=True)
 class Notify:
-    event: str  # e.g. rollback, promoted, paused, srm, step
+    event: Event
     message: str
 
 
@@ -203,7 +245,7 @@ class ActionResult:
 class Decision:
     """What the policy chose for this tick and why."""
 
-    kind: str  # start | hold | continue | advance | promote | rollback | pause | inconclusive | fail | finish
+    kind: DecisionKind
     reason: str
     actions: tuple[Action, ...] = ()
 
@@ -212,7 +254,7 @@ class Decision:
 class RolloutState:
     """Everything the policy needs to continue a rollout; persisted after every tick.
 
-    `evidence` is the judge's state (plain JSON-able data), kept opaque to the policy.
+    `evidence` is the judge's state, kept opaque to the policy; None before the rollout starts.
     """
 
     rollout: str
@@ -225,7 +267,7 @@ class RolloutState:
     step_ticks_all: int = 0  # all intervals at the current step, held ones included
     weights: Mapping[str, int] = field(default_factory=dict)  # last intended weights
     header_route: bool = False
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None
     reason: str = ""
     decided_at: datetime | None = None  # when the final decision (promote, roll back, ...) was taken
     paused_from: Phase | None = None  # the phase a Paused/Inconclusive rollout resumes to

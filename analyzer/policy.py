@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from analyzer.config import RolloutSpec
+from analyzer.gate import GateKind, dwell_done, gate_outcome
 from analyzer.judge import JudgeContext, initial_evidence
 from analyzer.model import (
     Action,
+    Command,
     Decision,
+    DecisionKind,
+    Event,
     MetricVerdict,
     Notify,
     Phase,
@@ -21,12 +25,10 @@ from analyzer.model import (
     Scale,
     SetHeaderRoute,
     SetWeights,
-    Verdict,
 )
 
 MAX_ACTION_FAILURES = 5
 ACTIVE = frozenset({Phase.HEADER_TESTING, Phase.PROGRESSING})
-COMMANDS = ("abort", "pause", "resume", "promote")
 
 
 def weights_for(spec: RolloutSpec, canary_weight: int) -> dict[str, int]:
@@ -71,24 +73,27 @@ def start(spec: RolloutSpec, rollout_id: str, now: datetime) -> tuple[RolloutSta
         _set_weights(spec, 0),
         HEADER_OFF,
     )
-    return state, Decision("start", state.reason, actions)
+    return state, Decision(DecisionKind.START, state.reason, actions)
 
 
 def judge_context(spec: RolloutSpec, state: RolloutState, now: datetime, *, seed: int = 0) -> JudgeContext:
     """What the judge must know of the phase: the expected split, warm-up, and whether promotion is in view."""
-    interval = spec.timing.interval
-    warmup = False
-    if state.started_at is not None and spec.timing.warmup > 0:
-        # The canary first takes traffic one interval after start (Initializing).
-        warmup = (now - state.started_at).total_seconds() <= interval + spec.timing.warmup + 1e-6
+    # The canary first takes traffic one interval after start (Initializing).
+    warmup = state.started_at is not None and warming_up(
+        spec, state.started_at + timedelta(seconds=spec.timing.interval), now)
     share: float | None = None
     # The first interval of a step still holds traffic routed by the old weights (scrape and query lag),
     # so the split is only checked from the second interval on.
     if state.phase is Phase.PROGRESSING and not state.header_route and state.step_ticks_all > 0:
         share = state.weights.get(spec.target.canary.subset, 0) / 100.0
     # Promotion evidence is only worth computing once this tick can complete the dwell.
-    promote = _at_last_partial(spec, state) and state.step_ticks + 1 >= spec.timing.min_dwell
+    promote = _at_last_partial(spec, state) and dwell_done(spec, state.step_ticks + 1)
     return JudgeContext(expected_share=share, warmup=warmup, assess_promotion=promote, seed=seed + state.tick)
+
+
+def warming_up(spec: RolloutSpec, canary_since: datetime, now: datetime) -> bool:
+    """The interval ending at `now` falls in the canary's warm-up: its data is excluded from evidence."""
+    return spec.timing.warmup > 0 and (now - canary_since).total_seconds() <= spec.timing.warmup + 1e-6
 
 
 def _at_last_partial(spec: RolloutSpec, state: RolloutState) -> bool:
@@ -102,7 +107,7 @@ def decide(
     state: RolloutState,
     verdicts: Sequence[MetricVerdict],
     now: datetime,
-    command: str | None = None,
+    command: Command | None = None,
 ) -> tuple[RolloutState, Decision]:
     """One tick of the state machine. `state.evidence` must already hold this tick's evidence."""
     state = replace(state, tick=state.tick + 1)
@@ -113,12 +118,13 @@ def decide(
     if state.phase is Phase.PROMOTING:
         nxt = replace(state, phase=Phase.SUCCEEDED, reason=state.reason)
         scale = Scale(spec.target.baseline.subset, spec.strategy.baseline_replicas_after_promotion)
-        return nxt, Decision("finish", "promoted: baseline scaled down and kept", (scale,))
+        return nxt, Decision(DecisionKind.FINISH, "promoted: baseline scaled down and kept", (scale,))
     if state.phase is Phase.ROLLING_BACK:
         nxt = replace(state, phase=Phase.ROLLED_BACK)
-        return nxt, Decision("finish", "rolled back: canary scaled to 0", (Scale(spec.target.canary.subset, 0),))
+        return nxt, Decision(DecisionKind.FINISH, "rolled back: canary scaled to 0",
+                             (Scale(spec.target.canary.subset, 0),))
     if state.phase not in ACTIVE:
-        return state, Decision("hold", f"{state.phase.value}: nothing to do")
+        return state, Decision(DecisionKind.HOLD, f"{state.phase.value}: nothing to do")
     return _judge_step(spec, state, verdicts, now)
 
 
@@ -127,7 +133,7 @@ def _begin_testing(spec: RolloutSpec, state: RolloutState, now: datetime) -> tup
         h = spec.strategy.header_phase
         reason = f"header phase: requests with {h.header} {h.match} {h.value!r} go to {spec.target.canary.subset}"
         nxt = _enter(state, Phase.HEADER_TESTING, -1, now, reason, header_route=True)
-        return nxt, Decision("advance", reason, (header_on(spec),))
+        return nxt, Decision(DecisionKind.ADVANCE, reason, (header_on(spec),))
     return _enter_step(spec, state, 0, now)
 
 
@@ -148,74 +154,73 @@ def _enter_step(spec: RolloutSpec, state: RolloutState, step: int, now: datetime
     actions: tuple[Action, ...] = (_set_weights(spec, weight),)
     if state.header_route:
         actions = (HEADER_OFF, *actions)
-    return nxt, Decision("advance", reason, actions)
+    return nxt, Decision(DecisionKind.ADVANCE, reason, actions)
 
 
 def _promote(spec: RolloutSpec, state: RolloutState, now: datetime, reason: str) -> tuple[RolloutState, Decision]:
     nxt = replace(state, phase=Phase.PROMOTING, weights=weights_for(spec, 100), header_route=False, reason=reason,
                   decided_at=now)
-    return nxt, Decision("promote", reason, (_set_weights(spec, 100), HEADER_OFF, Notify("promoted", reason)))
+    return nxt, Decision(DecisionKind.PROMOTE, reason,
+                         (_set_weights(spec, 100), HEADER_OFF, Notify(Event.PROMOTED, reason)))
 
 
 def _rollback(spec: RolloutSpec, state: RolloutState, now: datetime, reason: str,
-              kind: str = "rollback") -> tuple[RolloutState, Decision]:
-    phase = Phase.ABORTED if kind == "abort" else Phase.ROLLING_BACK
+              *, abort: bool = False) -> tuple[RolloutState, Decision]:
+    phase = Phase.ABORTED if abort else Phase.ROLLING_BACK
+    kind, event = (DecisionKind.ABORT, Event.ABORT) if abort else (DecisionKind.ROLLBACK, Event.ROLLBACK)
     nxt = replace(state, phase=phase, weights=weights_for(spec, 0), header_route=False, reason=reason, decided_at=now)
-    return nxt, Decision(kind, reason, (_set_weights(spec, 0), HEADER_OFF, Notify(kind, reason)))
+    return nxt, Decision(kind, reason, (_set_weights(spec, 0), HEADER_OFF, Notify(event, reason)))
 
 
-def _pause(state: RolloutState, now: datetime, reason: str, phase: Phase = Phase.PAUSED,
-           kind: str = "pause") -> tuple[RolloutState, Decision]:
+def _pause(state: RolloutState, now: datetime, reason: str, *, inconclusive: bool = False
+           ) -> tuple[RolloutState, Decision]:
+    phase, kind, event = ((Phase.INCONCLUSIVE, DecisionKind.INCONCLUSIVE, Event.INCONCLUSIVE) if inconclusive
+                          else (Phase.PAUSED, DecisionKind.PAUSE, Event.PAUSE))
     nxt = replace(state, phase=phase, paused_from=state.phase, reason=reason, decided_at=now)
-    return nxt, Decision(kind, reason, (Notify(kind, reason),))
+    return nxt, Decision(kind, reason, (Notify(event, reason),))
 
 
 def _judge_step(
     spec: RolloutSpec, state: RolloutState, verdicts: Sequence[MetricVerdict], now: datetime
 ) -> tuple[RolloutState, Decision]:
-    gates = [v for v in verdicts if v.gate]
-    failed = [v for v in gates if v.verdict is Verdict.FAIL]
-    if failed:
-        return _rollback(spec, state, now, "rollback: " + "; ".join(v.reason for v in failed))
-    halted = [v for v in gates if v.verdict is Verdict.HALT]
-    if halted:
-        return _pause(state, now, "paused: " + "; ".join(v.reason for v in halted))
+    gate = gate_outcome(verdicts)
+    if gate.kind is GateKind.FAIL:
+        return _rollback(spec, state, now, "rollback: " + gate.reason)
+    if gate.kind is GateKind.HALT:
+        return _pause(state, now, "paused: " + gate.reason)
     state = replace(state, step_ticks_all=state.step_ticks_all + 1)
-    missing = [v for v in gates if v.verdict is Verdict.NO_DATA]
     exhausted = _exhausted(spec, state, now)
-    if missing:
+    if gate.kind is GateKind.HOLD:
         if exhausted:
             return _inconclusive(spec, state, now, exhausted)
-        reason = "hold: " + "; ".join(v.reason for v in missing)
-        return replace(state, reason=reason), Decision("hold", reason)
+        reason = "hold: " + gate.reason
+        return replace(state, reason=reason), Decision(DecisionKind.HOLD, reason)
     state = replace(state, step_ticks=state.step_ticks + 1)
-    dwell_done = state.step_ticks >= spec.timing.min_dwell
+    done = dwell_done(spec, state.step_ticks)
     if state.phase is Phase.HEADER_TESTING:
         header = spec.strategy.header_phase
         assert header is not None and state.step_started_at is not None
-        dwell_done = dwell_done and (now - state.step_started_at).total_seconds() >= header.min_duration - 1e-6
+        done = done and (now - state.step_started_at).total_seconds() >= header.min_duration - 1e-6
         if spec.strategy.type == "canary":
-            if dwell_done:
+            if done:
                 return _enter_step(spec, state, 0, now)
-            return _continue(spec, state, gates, exhausted, now, "header phase")
+            return _continue(spec, state, gate.reason, exhausted, now, "header phase")
     elif not _at_last_partial(spec, state):
-        if dwell_done:
+        if done:
             return _enter_step(spec, state, state.step + 1, now)
-        return _continue(spec, state, gates, exhausted, now, f"step {state.step + 1}")
-    if dwell_done and all(v.verdict is Verdict.PASS for v in gates):
-        return _promote(spec, state, now, "promote: " + "; ".join(v.reason for v in gates))
-    return _continue(spec, state, gates, exhausted, now, "last step, waiting for promotion evidence")
+        return _continue(spec, state, gate.reason, exhausted, now, f"step {state.step + 1}")
+    if done and gate.kind is GateKind.PASS:
+        return _promote(spec, state, now, "promote: " + gate.reason)
+    return _continue(spec, state, gate.reason, exhausted, now, "last step, waiting for promotion evidence")
 
 
 def _continue(
-    spec: RolloutSpec, state: RolloutState, gates: list[MetricVerdict], exhausted: str | None, now: datetime,
-    where: str,
+    spec: RolloutSpec, state: RolloutState, why: str, exhausted: str | None, now: datetime, where: str,
 ) -> tuple[RolloutState, Decision]:
     if exhausted:
         return _inconclusive(spec, state, now, exhausted)
-    reason = f"continue ({where}, dwell {state.step_ticks}/{spec.timing.min_dwell}): " + "; ".join(
-        v.reason for v in gates)
-    return replace(state, reason=reason), Decision("continue", reason)
+    reason = f"continue ({where}, dwell {state.step_ticks}/{spec.timing.min_dwell}): {why}"
+    return replace(state, reason=reason), Decision(DecisionKind.CONTINUE, reason)
 
 
 def _exhausted(spec: RolloutSpec, state: RolloutState, now: datetime) -> str | None:
@@ -236,35 +241,37 @@ def _inconclusive(spec: RolloutSpec, state: RolloutState, now: datetime, why: st
         return _rollback(spec, state, now, reason)
     if policy == "promote":
         return _promote(spec, state, now, reason)
-    return _pause(state, now, reason, phase=Phase.INCONCLUSIVE, kind="inconclusive")
+    return _pause(state, now, reason, inconclusive=True)
 
 
-def _command(spec: RolloutSpec, state: RolloutState, command: str, now: datetime) -> tuple[RolloutState, Decision]:
-    if command not in COMMANDS:
-        raise ValueError(f"command: {command!r} is not one of {', '.join(COMMANDS)}")
+def _command(spec: RolloutSpec, state: RolloutState, command: Command, now: datetime
+             ) -> tuple[RolloutState, Decision]:
+    if command not in set(Command):
+        raise ValueError(f"command: {command!r} is not one of {', '.join(Command)}")
+    command = Command(command)
     final = state.phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED)
     if final:
-        return state, Decision("hold", f"{command} ignored: rollout already {state.phase.value}")
-    if command == "abort":
-        return _rollback(spec, state, now, "aborted by request", kind="abort")
-    if command == "promote":
+        return state, Decision(DecisionKind.HOLD, f"{command} ignored: rollout already {state.phase.value}")
+    if command is Command.ABORT:
+        return _rollback(spec, state, now, "aborted by request", abort=True)
+    if command is Command.PROMOTE:
         return _promote(spec, state, now, "promoted by request")
-    if command == "pause":
+    if command is Command.PAUSE:
         if state.phase in (Phase.PAUSED, Phase.INCONCLUSIVE):
-            return state, Decision("hold", "already paused")
+            return state, Decision(DecisionKind.HOLD, "already paused")
         return _pause(state, now, "paused by request")
     if state.phase not in (Phase.PAUSED, Phase.INCONCLUSIVE) or state.paused_from is None:
-        return state, Decision("hold", f"resume ignored: rollout is {state.phase.value}")
+        return state, Decision(DecisionKind.HOLD, f"resume ignored: rollout is {state.phase.value}")
     back = state.paused_from
     nxt = replace(state, phase=back, paused_from=None, decided_at=None, step_ticks_all=0,
                   reason=f"resumed to {back.value}")
     if state.started_at is not None and _exhausted(spec, nxt, now):
         # A resumed rollout gets a fresh budget from now on.
         nxt = replace(nxt, started_at=now)
-    return nxt, Decision("resume", nxt.reason, intended_routes(spec, nxt))
+    return nxt, Decision(DecisionKind.RESUME, nxt.reason, intended_routes(spec, nxt))
 
 
 def fail(state: RolloutState, now: datetime, reason: str) -> tuple[RolloutState, Decision]:
     """The engine could not act for too long: stop with Failed and say why."""
     nxt = replace(state, phase=Phase.FAILED, reason=reason, decided_at=now)
-    return nxt, Decision("fail", reason, (Notify("failed", reason),))
+    return nxt, Decision(DecisionKind.FAIL, reason, (Notify(Event.FAILED, reason),))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from analyzer.model import (
     ActionResult,
     Decision,
+    Event,
     HeaderMatch,
     MetricVerdict,
     Observation,
@@ -30,6 +32,10 @@ class MetricSource(Protocol):
 
         Raises SourceUnavailable when the source cannot be asked.
         """
+        ...
+
+    def query_lag(self, spec: RolloutSpec) -> float:
+        """Seconds between a moment and when the source can answer for it (e.g. one scrape interval)."""
         ...
 
 
@@ -56,7 +62,7 @@ class Scaler(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, spec: RolloutSpec, event: str, message: str) -> None: ...
+    def notify(self, spec: RolloutSpec, event: Event, message: str) -> None: ...
 
 
 class Clock(Protocol):
@@ -79,8 +85,21 @@ class Store(Protocol):
 
     def record_results(self, tick_id: int, results: Sequence[ActionResult]) -> None: ...
 
-    def record_event(self, rollout_id: str, tick: int, kind: str, message: str) -> None: ...
+    def record_event(self, rollout_id: str, tick: int, kind: Event, message: str) -> None: ...
 
     def load_state(self, rollout_id: str) -> RolloutState | None: ...
 
     def active_rollouts(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Everything a rollout talks to, built in one place (`analyzer.app.wiring`)."""
+
+    metrics: MetricSource
+    router: TrafficRouter
+    scaler: Scaler
+    notifier: Notifier
+    store: Store
+    clock: Clock
+    traces: TraceSource | None = None

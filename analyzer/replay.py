@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
 
 from analyzer.config import RolloutSpec
+from analyzer.gate import GateKind, dwell_done, gate_outcome
 from analyzer.judge import OUTAGE_KEY, SRM_KEY, JudgeContext, initial_evidence, judge
 from analyzer.model import MetricVerdict, Observation, Verdict
+from analyzer.policy import warming_up
 from analyzer.ports import MetricSource, SourceUnavailable
 
 
@@ -38,10 +41,16 @@ class MetricSummary:
                    dict(v.canary), dict(v.baseline))
 
 
+class GapKind(StrEnum):
+    UNAVAILABLE = "unavailable"  # the source could not be asked
+    NO_DATA = "no_data"  # the source answered without the series of one subset or both
+
+
 @dataclass(frozen=True)
 class Gap:
     start: datetime
     end: datetime
+    kind: GapKind
     why: str
 
 
@@ -81,7 +90,8 @@ class ReplayReport:
             "data_quality": {
                 "intervals": dq.intervals,
                 "intervals_with_data": dq.intervals_with_data,
-                "gaps": [{"start": g.start.isoformat(), "end": g.end.isoformat(), "why": g.why} for g in dq.gaps],
+                "gaps": [{"start": g.start.isoformat(), "end": g.end.isoformat(), "kind": g.kind.value,
+                          "why": g.why} for g in dq.gaps],
                 "stale_series": list(dq.stale_series),
                 "srm": dq.srm,
                 "shared_outage": dq.shared_outage,
@@ -89,27 +99,25 @@ class ReplayReport:
         }
 
 
-def _gap_reason(observation: Observation | None, unavailable: str | None) -> str | None:
+def _gap(start: datetime, end: datetime, observation: Observation | None, unavailable: str | None) -> Gap | None:
     if unavailable is not None:
-        return f"source unavailable: {unavailable}"
+        return Gap(start, end, GapKind.UNAVAILABLE, f"source unavailable: {unavailable}")
     assert observation is not None
     if observation.baseline is None or observation.canary is None:
-        return "no data for " + " and ".join(
-            n for n, s in (("baseline", observation.baseline), ("canary", observation.canary)) if s is None)
+        return Gap(start, end, GapKind.NO_DATA, "no data for " + " and ".join(
+            n for n, s in (("baseline", observation.baseline), ("canary", observation.canary)) if s is None))
     return None
 
 
 def _outcome(spec: RolloutSpec, verdicts: Sequence[MetricVerdict], ticks_with_data: int) -> tuple[str, str] | None:
-    """(verdict, reason) once the interval decides, like the policy's rules for one step; else None."""
-    gates = [v for v in verdicts if v.gate]
-    failed = [v for v in gates if v.verdict is Verdict.FAIL]
-    if failed:
-        return "fail", "; ".join(v.reason for v in failed)
-    halted = [v for v in gates if v.verdict is Verdict.HALT]
-    if halted:
-        return "inconclusive", "comparison invalid: " + "; ".join(v.reason for v in halted)
-    if gates and ticks_with_data >= spec.timing.min_dwell and all(v.verdict is Verdict.PASS for v in gates):
-        return "pass", "; ".join(v.reason for v in gates)
+    """(verdict, reason) once the interval decides, by the gate the policy applies at the last step; else None."""
+    gate = gate_outcome(verdicts)
+    if gate.kind is GateKind.FAIL:
+        return "fail", gate.reason
+    if gate.kind is GateKind.HALT:
+        return "inconclusive", "comparison invalid: " + gate.reason
+    if gate.kind is GateKind.PASS and dwell_done(spec, ticks_with_data):
+        return "pass", gate.reason
     return None
 
 
@@ -128,8 +136,7 @@ def replay(
     """
     log = structlog.get_logger(__name__).bind(rollout=spec.name)
     step = timedelta(seconds=spec.timing.interval)
-    warmup_until = start + timedelta(seconds=spec.timing.warmup)
-    evidence: dict[str, Any] = initial_evidence(spec)
+    evidence = initial_evidence(spec)
     verdicts: list[MetricVerdict] = []
     gaps: list[Gap] = []
     stale: set[str] = set()
@@ -144,13 +151,14 @@ def replay(
             stale.update(observation.stale_series)
         except SourceUnavailable as exc:
             unavailable = str(exc)
-        context = JudgeContext(expected_share=expected_share, warmup=t < warmup_until, assess_promotion=True,
-                               unavailable=unavailable, seed=ticks)
+        # The window starts with the canary already taking traffic (the engine's canary starts at Initializing).
+        context = JudgeContext(expected_share=expected_share, warmup=warming_up(spec, start, t + step),
+                               assess_promotion=True, unavailable=unavailable, seed=ticks)
         evidence, verdicts = judge(spec, evidence, observation, context)
         ticks += 1
-        why = _gap_reason(observation, unavailable)
-        if why:
-            gaps.append(Gap(t, t + step, why))
+        gap = _gap(t, t + step, observation, unavailable)
+        if gap:
+            gaps.append(gap)
         elif not context.warmup:
             with_data += 1
         srm = srm or next((v.reason for v in verdicts if v.metric == SRM_KEY and v.verdict is Verdict.HALT), None)

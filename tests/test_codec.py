@@ -10,10 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from analyzer.evidence import CustomEvidence, EdgeEvidence, Evidence
 from analyzer.model import (
     ActionResult,
     CustomValue,
     Decision,
+    DecisionKind,
+    Event,
     HeaderMatch,
     MetricVerdict,
     Notify,
@@ -26,6 +29,8 @@ from analyzer.model import (
     SubsetCounts,
     Verdict,
 )
+from analyzer.stats.rate_ratio import RatioEvidence
+from analyzer.stats.srm import SrmEvidence
 from analyzer.store import codec
 
 names = st.text(min_size=1, max_size=12)
@@ -64,7 +69,7 @@ actions = st.one_of(
     st.builds(SetWeights, weights_100()),
     st.builds(SetHeaderRoute, st.none() | header_match, st.none() | names),
     st.builds(Scale, names, st.integers(0, 1000)),
-    st.builds(Notify, names, st.text(max_size=40)),
+    st.builds(Notify, st.sampled_from(Event), st.text(max_size=40)),
 )
 observations = st.builds(
     Observation,
@@ -92,6 +97,21 @@ metric_verdicts = st.builds(
     baseline=st.dictionaries(names, finite, max_size=3),
     details=st.dictionaries(st.text(max_size=8), json_data, max_size=4),
 )
+interval_counts = st.tuples(counts, counts, counts, counts).map(lambda t: (t[0] + t[1], t[1], t[2] + t[3], t[3]))
+
+
+@st.composite
+def evidences(draw: st.DrawFn) -> Evidence:
+    ratio = RatioEvidence(1.5)
+    for n_c, e_c, n_b, e_b in draw(st.lists(interval_counts, max_size=3)):
+        ratio = ratio.update(n_c, e_c, n_b, e_b)
+    hist = draw(st.lists(counts, max_size=4).map(tuple))
+    kayenta = draw(st.none() | st.dictionaries(names, st.lists(st.tuples(finite, finite), max_size=3).map(tuple),
+                                                max_size=2))
+    return Evidence({"errors": ratio, "latency": EdgeEvidence({"250": ratio}, hist, hist),
+                     "custom": CustomEvidence(draw(st.integers(0, 9)))}, SrmEvidence().update(5, 95, 0.05), kayenta)
+
+
 states = st.builds(
     RolloutState,
     rollout=names,
@@ -104,7 +124,7 @@ states = st.builds(
     step_ticks_all=st.integers(0, 1000),
     weights=weights_100(),
     header_route=st.booleans(),
-    evidence=st.dictionaries(st.text(max_size=8), json_data, max_size=5),
+    evidence=st.none() | evidences(),
     reason=st.text(max_size=40),
     decided_at=st.none() | moments,
     paused_from=st.none() | st.sampled_from(Phase),
@@ -132,7 +152,8 @@ def test_verdict_round_trip(v: MetricVerdict) -> None:
     assert codec.decode_verdict(strict_round_trip(codec.encode_verdict(v))) == v
 
 
-@given(st.builds(Decision, names, st.text(max_size=40), st.lists(actions, max_size=5).map(tuple)))
+@given(st.builds(Decision, st.sampled_from(DecisionKind), st.text(max_size=40),
+               st.lists(actions, max_size=5).map(tuple)))
 def test_decision_round_trip(d: Decision) -> None:
     assert codec.decode_decision(strict_round_trip(codec.encode_decision(d))) == d
 
@@ -168,12 +189,13 @@ def test_example_state_encodes_readably() -> None:
     t = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     state = RolloutState(
         rollout="r1", phase=Phase.PROGRESSING, step=1, weights={"v1": 75, "v2": 25}, started_at=t,
-        evidence={"errors": {"x": 3, "pen": [0.1, 0.2], "e": math.inf}},
+        evidence=Evidence({"errors": RatioEvidence(1.5, x=3, pen=(0.1, math.inf))}),
     )
     data = codec.encode_state(state)
     assert data["phase"] == "Progressing"
     assert data["started_at"] == "2024-05-01T10:00:00+00:00"  # UTC
-    assert data["evidence"] == {"errors": {"x": 3, "pen": [0.1, 0.2], "e": {"$float": "inf"}}}
+    assert data["evidence"]["format"] == 2
+    assert data["evidence"]["metrics"]["errors"]["pen"] == [0.1, {"$float": "inf"}]
     back = codec.decode_state(data)
     assert back == state and back.started_at is not None and back.started_at.tzinfo == UTC
 
@@ -193,6 +215,22 @@ def test_user_keys_that_look_like_tags_are_escaped() -> None:
 def test_state_from_an_older_row_takes_defaults() -> None:
     back = codec.decode_state({"rollout": "r", "phase": "Progressing", "step": 2, "unknown_later_field": 1})
     assert back == RolloutState("r", phase=Phase.PROGRESSING, step=2)
+
+
+def test_evidence_from_an_older_row_loads() -> None:
+    """Rows written before the evidence was typed: one dict keyed by metric name, SRM and Kayenta inside."""
+    ratio = RatioEvidence(1.5).update(100, 3, 900, 10)
+    old = {
+        "traffic-split": {"log_done": 0.0, "share": 0.1, "x": 10, "m": 100},
+        "kayenta": {"p99": [[1.0, 2.0]]},
+        "errors": ratio.to_json(),
+        "latency": {"250": ratio.to_json(), "hist_canary": [1, 2], "hist_baseline": [3, 4]},
+        "slo": {"failures": 2},
+    }
+    back = codec.decode_state({"rollout": "r", "phase": "Progressing", "evidence": old})
+    assert back.evidence == Evidence(
+        {"errors": ratio, "latency": EdgeEvidence({"250": ratio}, (1, 2), (3, 4)), "slo": CustomEvidence(2)},
+        SrmEvidence(0.0, 0.1, 10, 100), {"p99": ((1.0, 2.0),)})
 
 
 def test_tuples_in_arbitrary_data_come_back_as_lists() -> None:

@@ -16,6 +16,7 @@ from analyzer.engine import Engine
 from analyzer.judge import JudgeContext, initial_evidence, judge
 from analyzer.model import Phase, Verdict
 from analyzer.notify.log import LogNotifier
+from analyzer.ports import Adapters
 from analyzer.sim.clock import EPOCH, VirtualClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario, load_scenario
@@ -117,8 +118,9 @@ def test_missing_data_holds_and_never_decides() -> None:
 
 def _engine(spec, scenario, router, store, clock, seed=1):
     mesh = SimulatedMesh(scenario, router, seed=seed, start=EPOCH)
-    return Engine(spec, "r1", metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(),
-                  store=store, clock=clock, seed=seed), mesh
+    adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(), store=store,
+                        clock=clock)
+    return Engine(spec, "r1", adapters, seed=seed), mesh
 
 
 def test_restart_resumes_without_skipping_or_repeating_a_step() -> None:
@@ -134,8 +136,7 @@ def test_restart_resumes_without_skipping_or_repeating_a_step() -> None:
     router.set_weights(SPEC, {"v1": 100, "v2": 0})
     state = store.load_state("r1")
     assert state == before
-    resumed = Engine.resume(state, spec=SPEC, metrics=engine.metrics, router=router, scaler=MemoryScaler(),
-                            notifier=LogNotifier(), store=store, clock=clock)
+    resumed = Engine.resume(SPEC, state, engine.adapters)
     assert router.get_weights(SPEC) == dict(before.weights)
     clock.advance(60)
     out = resumed.tick()

@@ -18,6 +18,7 @@ from analyzer.config import RolloutSpec, parse_spec
 from analyzer.engine import Engine, TickOutcome
 from analyzer.model import Phase
 from analyzer.notify.log import LogNotifier
+from analyzer.ports import Adapters
 from analyzer.sim.clock import WallClock
 from analyzer.sim.live import LiveMesh, mid_scrape, render, run_in_real_time
 from analyzer.sim.scenario import Scenario
@@ -73,8 +74,9 @@ def make_run(service: str, url: str, error_ratio: float, seed: int) -> Run:
     spec = make_spec(service, url)
     router, scaler = MemoryRouter(), MemoryScaler()
     mesh = LiveMesh(spec, scenario(error_ratio), router, seed=seed)
-    engine = Engine(spec, f"{service}-live", metrics=PrometheusMetricSource(backoff_s=0.1), router=router,
-                    scaler=scaler, notifier=LogNotifier(), store=NullStore(), clock=WallClock(), seed=seed)
+    adapters = Adapters(metrics=PrometheusMetricSource(backoff_s=0.1), router=router, scaler=scaler,
+                        notifier=LogNotifier(), store=NullStore(), clock=WallClock())
+    engine = Engine(spec, f"{service}-live", adapters, seed=seed)
     return Run(spec, router, scaler, mesh, engine)
 
 

@@ -15,9 +15,11 @@ from sqlalchemy import create_engine, func, select, text
 from structlog.testing import capture_logs
 
 from analyzer.config import RolloutSpec, load_spec_text
+from analyzer.evidence import CustomEvidence, Evidence
 from analyzer.model import (
     ActionResult,
     Decision,
+    Event,
     HeaderMatch,
     MetricVerdict,
     Notify,
@@ -31,6 +33,7 @@ from analyzer.model import (
     Verdict,
 )
 from analyzer.ports import Store
+from analyzer.stats.rate_ratio import RatioEvidence
 from analyzer.store import history, sql
 from analyzer.store.schema import actions, events, metadata, rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutExists, RolloutNotFound, SqlStore, TickNotFound
@@ -112,10 +115,11 @@ def promoted_story(rid: str) -> list[Tick]:
     """Header testing, then 10/25/50, promoted at minute 5."""
     s0 = RolloutState(rid, phase=Phase.HEADER_TESTING, tick=0, started_at=T0, step_started_at=T0,
                       weights={"v1": 100, "v2": 0}, header_route=True, reason="header testing",
-                      evidence={"errors": {"x": 3, "pen": [0.1, 0.2]}})
+                      evidence=Evidence({"errors": RatioEvidence(1.5).update(100, 3, 900, 10)}))
     header = SetHeaderRoute(HeaderMatch("end-user", "jason"), "v2")
-    out = [Tick(s0, None, (), Decision("start", "header testing", (header, Notify("step", "testers first"))))]
-    s1 = replace(s0, tick=1, step_ticks=1, step_ticks_all=1, evidence={"errors": {"x": 4, "pen": [0.3]}})
+    out = [Tick(s0, None, (), Decision("start", "header testing", (header, Notify(Event.PAUSE, "testers first"))))]
+    s1 = replace(s0, tick=1, step_ticks=1, step_ticks_all=1,
+                 evidence=Evidence({"errors": RatioEvidence(1.5).update(200, 4, 1800, 20)}))
     out.append(Tick(s1, obs(1, (1000, 5), (50, 0)), judged(Verdict.CONTINUE, 0.8), Decision("continue", "dwell")))
     state = s1
     for i, w in enumerate([10, 25, 50]):
@@ -355,12 +359,14 @@ def test_failure_after_the_tick_row_rolls_everything_back(store: SqlStore, spec_
 def test_non_finite_numbers_are_stored(store: SqlStore, spec_and_text) -> None:
     create(store, spec_and_text, "r1")
     t = promoted_story("r1")[-1]
-    evidence = {"e": math.inf, "lo": -math.inf, "nan": math.nan, "big": 1e300, "tiny": 5e-324, "third": 1 / 3}
+    pen = (math.inf, -math.inf, math.nan, 1e300, 5e-324, 1 / 3)
+    evidence = Evidence({"errors": RatioEvidence(1.5, x=1, pen=pen)})
     store.record_intent("r1", replace(t.state, evidence=evidence), t.observation, t.verdicts, t.decision)
     back = store.load_state("r1")
-    assert back is not None and math.isnan(back.evidence["nan"])
-    assert {k: v for k, v in back.evidence.items() if k != "nan"} == {k: v for k, v in evidence.items() if k != "nan"}
-    assert type(back.evidence["big"]) is float  # not turned into an int by a numeric JSON type
+    assert back is not None and back.evidence is not None
+    back_pen = back.evidence.metrics["errors"].pen  # type: ignore[union-attr]
+    assert math.isnan(back_pen[2]) and back_pen[:2] + back_pen[3:] == pen[:2] + pen[3:]
+    assert type(back_pen[3]) is float  # not turned into an int by a numeric JSON type
     detail = history.rollout_detail(store, "r1")
     assert detail.final_verdicts[0].e_value == math.inf and math.isnan(detail.final_verdicts[0].ratio or 0.0)
 
@@ -386,7 +392,8 @@ def test_reader_while_writer(store: SqlStore, db_url: str, spec_and_text) -> Non
             with SqlStore(db_url) as writer:
                 for k in range(n):
                     o = obs(k + 1, (900, 1), (100, 0))
-                    tick_id = writer.record_intent("r1", replace(base, tick=k, evidence={"k": k}), o,
+                    state = replace(base, tick=k, evidence=Evidence({"c": CustomEvidence(k)}))
+                    tick_id = writer.record_intent("r1", state, o,
                                                    judged(Verdict.CONTINUE, 1.0), Decision("continue", "dwell",
                                                    (SetWeights(base.weights),)))
                     writer.record_results(tick_id, [ActionResult(SetWeights(base.weights), True)])
@@ -406,7 +413,7 @@ def test_reader_while_writer(store: SqlStore, db_url: str, spec_and_text) -> Non
         thread.join()
         assert not errors
         assert seen == sorted(seen) and len(set(seen)) > 1  # the reader really ran alongside the writer
-        assert reader.load_state("r1") == replace(base, tick=n - 1, evidence={"k": n - 1})
+        assert reader.load_state("r1") == replace(base, tick=n - 1, evidence=Evidence({"c": CustomEvidence(n - 1)}))
         assert len(history.verdicts_frame(reader, "r1")) == 2 * n
         if db_url.startswith("sqlite"):
             with reader.engine.connect() as conn:

@@ -11,17 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.app import wiring
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome, decision_minute
 from analyzer.model import OUTCOME_BY_PHASE, MetricVerdict
-from analyzer.notify.log import LogNotifier
 from analyzer.ports import Store
-from analyzer.sim.clock import EPOCH, VirtualClock
-from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
-from analyzer.store.null import NullStore
-from analyzer.traffic.memory import MemoryRouter
-from analyzer.workloads.memory import MemoryScaler
 
 
 @dataclass(frozen=True)
@@ -83,15 +78,11 @@ def run_rollout(
     spec_text: str = "",
 ) -> RunResult:
     """One rollout in virtual time. The loop is closed: the mesh routes by the router the engine drives."""
-    clock = VirtualClock(EPOCH)
-    router = MemoryRouter()
-    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
-    store = store or NullStore()
+    rig = wiring.simulated(spec, scenario, seed=seed, store=store)
+    clock, router, mesh, store = rig.clock, rig.router, rig.mesh, rig.adapters.store
     rollout_id = rollout_id or f"{spec.name}-{scenario.name}-{seed}"
     store.create_rollout(rollout_id, spec, spec_text, {"mode": "simulated", "scenario": scenario.name, "seed": seed})
-    traces = _trace_source(spec, scenario, mesh, seed)
-    engine = Engine(spec, rollout_id, metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(),
-                    store=store, clock=clock, traces=traces, seed=seed)
+    engine = Engine(spec, rollout_id, rig.adapters, seed=seed)
     steps: list[int] = []
     outcome = engine.start()
     max_ticks = int(spec.timing.budget / spec.timing.interval) + 10
@@ -118,8 +109,8 @@ def run_rollout(
     metrics = list(engine.last_verdicts)
     report = engine.trace_report()
     if report is not None:
-        metrics += report.verdicts()  # type: ignore[attr-defined]
-        extras["traces"] = report.summary()  # type: ignore[attr-defined]
+        metrics += report.verdicts()
+        extras["traces"] = report.summary()
     return RunResult(
         rollout_id=rollout_id,
         outcome=OUTCOME_BY_PHASE.get(state.phase, state.phase.value.lower()),
@@ -134,20 +125,6 @@ def run_rollout(
         excess_bad_requests=harm,
         extras=extras,
     )
-
-
-def _trace_source(spec: RolloutSpec, scenario: Scenario, mesh: SimulatedMesh, seed: int) -> object | None:
-    """Simulated traces when the scenario describes them or the spec asks for them."""
-    if scenario.traces is None and spec.sources.traces.type != "simulated":
-        return None
-    from analyzer.sim.traces import SimulatedTraceSource, trace_scenario
-
-    t = spec.target
-    source = SimulatedTraceSource(trace_scenario(scenario.traces or "trace-healthy"), seed=seed + 7919,
-                                  canary_subset=t.canary.subset, t0=mesh.t0,
-                                  revisions={s.subset: s.label_value for s in (t.baseline, t.canary)})
-    mesh.trace_sink = source
-    return source
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,9 @@ class SimulatedMesh:
         # Set by the wiring when traces are simulated: receives the requests routed per subset each interval.
         self.trace_sink: TraceSink | None = None
 
+    def query_lag(self, spec: RolloutSpec) -> float:
+        return 0.0  # the simulated interval is known the moment it ends
+
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
         t = (start - self.t0).total_seconds()
         mid = t + (end - start).total_seconds() / 2

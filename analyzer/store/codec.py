@@ -17,11 +17,14 @@ from enum import Enum
 from functools import cache
 from typing import Any, get_args, get_type_hints
 
+from analyzer.evidence import Evidence
 from analyzer.model import (
     Action,
     ActionResult,
     CustomValue,
     Decision,
+    DecisionKind,
+    Event,
     HeaderMatch,
     MetricVerdict,
     Notify,
@@ -214,7 +217,7 @@ def encode_action(a: Action) -> JSON:
         case Scale(subset=s, replicas=r):
             return {"type": "scale", "subset": s, "replicas": r}
         case Notify(event=e, message=msg):
-            return {"type": "notify", "event": e, "message": msg}
+            return {"type": "notify", "event": str(e), "message": msg}
     raise TypeError(f"not an action: {a!r}")
 
 
@@ -228,16 +231,17 @@ def decode_action(d: JSON) -> Action:
     if kind == "scale":
         return Scale(subset=d["subset"], replicas=d["replicas"])
     if kind == "notify":
-        return Notify(event=d["event"], message=d["message"])
+        return Notify(event=Event(d["event"]), message=d["message"])
     raise ValueError(f"unknown action type {kind!r}")
 
 
 def encode_decision(dec: Decision) -> JSON:
-    return {"kind": dec.kind, "reason": dec.reason, "actions": [encode_action(a) for a in dec.actions]}
+    return {"kind": str(dec.kind), "reason": dec.reason, "actions": [encode_action(a) for a in dec.actions]}
 
 
 def decode_decision(d: JSON) -> Decision:
-    return Decision(kind=d["kind"], reason=d["reason"], actions=tuple(decode_action(a) for a in d.get("actions", ())))
+    actions = tuple(decode_action(a) for a in d.get("actions", ()))
+    return Decision(kind=DecisionKind(d["kind"]), reason=d["reason"], actions=actions)
 
 
 def encode_result(r: ActionResult) -> JSON:
@@ -264,6 +268,8 @@ def decode_state(d: JSON) -> RolloutState:
 
 
 def _encode_field(value: Any) -> JSON:
+    if isinstance(value, Evidence):
+        return encode_value(value.to_json())
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
@@ -276,6 +282,8 @@ def _decode_field(hint: Any, value: JSON) -> Any:
         return None
     types = get_args(hint) or (hint,)  # X | None -> (X, NoneType)
     for t in types:
+        if t is Evidence:
+            return Evidence.from_json(decode_value(value)) if value else None
         if t is datetime:
             return datetime.fromisoformat(value)
         if isinstance(t, type) and issubclass(t, Enum):

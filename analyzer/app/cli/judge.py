@@ -20,15 +20,14 @@ from urllib.parse import urlsplit
 import structlog
 from requests.utils import get_environ_proxies
 
+from analyzer.app import wiring
 from analyzer.config import PrometheusSource, RolloutSpec, SpecError
 from analyzer.ports import SourceUnavailable
-from analyzer.replay import MetricSummary, ReplayReport, replay
+from analyzer.replay import GapKind, MetricSummary, ReplayReport, replay
 from analyzer.sources.prometheus.client import PromClient
-from analyzer.sources.prometheus.source import PrometheusMetricSource
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
-UNAVAILABLE = "source unavailable"  # how analyzer.replay words a gap where the source could not answer
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _UNIX = re.compile(r"^\d+(\.\d+)?$")
@@ -51,17 +50,14 @@ def parse_time(value: str, option: str) -> datetime:
 
 def prometheus_spec(spec: RolloutSpec, url: str | None) -> RolloutSpec:
     """The spec with its metrics source a Prometheus one, at `url` when given."""
-    metrics = spec.sources.metrics
     if url is None:
-        if not isinstance(metrics, PrometheusSource):
-            raise SpecError(f"sources.metrics.type: {metrics.type!r} cannot be replayed; judge reads Prometheus "
-                            "(set type: prometheus, or pass --prometheus-url)")
+        if not isinstance(spec.sources.metrics, PrometheusSource):
+            raise SpecError(f"sources.metrics.type: {spec.sources.metrics.type!r} cannot be replayed; judge reads "
+                            "Prometheus (set type: prometheus, or pass --prometheus-url)")
         return spec
     if not _URL.match(url):
         raise SpecError(f"--prometheus-url: {url!r} is not an http(s) URL")
-    source = metrics.model_copy(update={"url": url}) if isinstance(metrics, PrometheusSource) else (
-        PrometheusSource(url=url))
-    return spec.model_copy(update={"sources": spec.sources.model_copy(update={"metrics": source})})
+    return wiring.with_overrides(spec, wiring.Settings(prometheus_url=url))
 
 
 def _window(spec: RolloutSpec, start: str, end: str) -> tuple[datetime, datetime]:
@@ -109,7 +105,7 @@ def connect_error(
 def _nothing_read(report: ReplayReport) -> str | None:
     """The first failure when no interval of the window could be read at all; else None."""
     dq = report.data_quality
-    unavailable = [g for g in dq.gaps if g.why.startswith(UNAVAILABLE)]
+    unavailable = [g for g in dq.gaps if g.kind is GapKind.UNAVAILABLE]
     if dq.intervals and len(unavailable) == dq.intervals:
         return unavailable[0].why
     return None
@@ -142,7 +138,7 @@ def judge_command(
         PromClient(config).instant("vector(1)", time.time())
     except SourceUnavailable as exc:
         return _error(f"judge: cannot read Prometheus: {exc}")
-    report = replay(spec, PrometheusMetricSource(), t0, t1, expected_share=share)
+    report = replay(spec, wiring.metric_source(spec), t0, t1, expected_share=share)
     failure = _nothing_read(report)
     if failure is not None:
         return _error(f"judge: no interval of the window could be read from Prometheus ({failure})")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from analyzer.app import logs
+from analyzer.app import logs, wiring
 from analyzer.config import load_spec, load_spec_text
 from analyzer.errors import UserError
 from analyzer.sim.scenario import builtin_names, load_scenario
@@ -28,12 +28,6 @@ out = Console(soft_wrap=True)
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _sql_store(url: str) -> Any:
-    from analyzer.store.sql import SqlStore
-
-    return SqlStore(url)
 
 
 @app.command()
@@ -64,7 +58,7 @@ def demo(
     from analyzer.app.cli.demo import run_demo
 
     spec, text = load_spec_text(config)
-    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=_sql_store(db), live=not as_json)
+    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json)
     if as_json:
         _print_json(result.to_json())
 

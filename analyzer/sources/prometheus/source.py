@@ -83,6 +83,10 @@ class PrometheusMetricSource:
             self._clients[config] = PromClient(config, backoff_s=self._backoff_s, sleep=self._sleep)
         return self._clients[config]
 
+    def query_lag(self, spec: RolloutSpec) -> float:
+        """A scrape stamped just before a moment may be stored just after it: ask one scrape interval later."""
+        return self._config(spec).scrape_interval
+
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
         config = self._config(spec)
         sel = promql.selection(spec, config)

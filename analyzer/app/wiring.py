@@ -1,0 +1,111 @@
+"""The one composition root: a spec plus the process settings -> the adapters a rollout talks to.
+
+Every entry point (`demo`, `simulate`, `judge`, `run`, `serve`, the tests and the benchmarks) builds its
+adapters here, so a new entry point never wires them by hand. The embedded default is the simulated
+mesh with the in-memory router; in a cluster, Prometheus and Jaeger from the spec's `sources`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyzer.config import JaegerSource, PrometheusSource, RolloutSpec, SpecError
+from analyzer.notify.log import LogNotifier
+from analyzer.ports import Adapters, Clock, MetricSource, Store, TraceSource
+from analyzer.sim.clock import EPOCH, VirtualClock, WallClock
+from analyzer.sim.mesh import SimulatedMesh
+from analyzer.sim.scenario import Scenario
+from analyzer.store.null import NullStore
+from analyzer.traffic.memory import MemoryRouter
+from analyzer.workloads.memory import MemoryScaler
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings: what is not in a rollout spec (where the store is, URL overrides)."""
+
+    db: str | None = None  # SQLAlchemy URL of the history store; None keeps no history
+    prometheus_url: str | None = None  # overrides sources.metrics.url
+    jaeger_url: str | None = None  # overrides sources.traces.url
+
+
+@dataclass(frozen=True)
+class SimulatedRig:
+    """The adapters of a rollout on the simulated mesh, with the parts tests and reports look at."""
+
+    adapters: Adapters
+    mesh: SimulatedMesh
+    router: MemoryRouter
+    clock: VirtualClock
+
+
+def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
+    if url is None:
+        return NullStore()
+    from analyzer.store.sql import SqlStore
+
+    return SqlStore(url, clock=clock)
+
+
+def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store | None = None,
+              clock: VirtualClock | None = None) -> SimulatedRig:
+    """The embedded default: a closed loop in which the mesh routes by the router the engine drives."""
+    clock = clock or VirtualClock(EPOCH)
+    router = MemoryRouter()
+    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
+    adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(),
+                        store=store or NullStore(), clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed))
+    return SimulatedRig(adapters, mesh, router, clock)
+
+
+def _simulated_traces(spec: RolloutSpec, scenario: Scenario, mesh: SimulatedMesh, seed: int) -> TraceSource | None:
+    """Simulated traces when the scenario describes them or the spec asks for them."""
+    if scenario.traces is None and spec.sources.traces.type != "simulated":
+        return None
+    from analyzer.sim.traces import SimulatedTraceSource, trace_scenario
+
+    t = spec.target
+    source = SimulatedTraceSource(trace_scenario(scenario.traces or "trace-healthy"), seed=seed + 7919,
+                                  canary_subset=t.canary.subset, t0=mesh.t0,
+                                  revisions={s.subset: s.label_value for s in (t.baseline, t.canary)})
+    mesh.trace_sink = source
+    return source
+
+
+def with_overrides(spec: RolloutSpec, settings: Settings) -> RolloutSpec:
+    """The spec with the settings' URL overrides applied to its sources."""
+    sources = spec.sources
+    if settings.prometheus_url is not None:
+        metrics = sources.metrics if isinstance(sources.metrics, PrometheusSource) else PrometheusSource()
+        sources = sources.model_copy(update={"metrics": metrics.model_copy(update={"url": settings.prometheus_url})})
+    if settings.jaeger_url is not None:
+        traces = sources.traces if isinstance(sources.traces, JaegerSource) else JaegerSource()
+        sources = sources.model_copy(update={"traces": traces.model_copy(update={"url": settings.jaeger_url})})
+    return spec if sources is spec.sources else spec.model_copy(update={"sources": sources})
+
+
+def metric_source(spec: RolloutSpec) -> MetricSource:
+    """The spec's metric source outside the simulator (`judge`, `run`, `serve`)."""
+    config = spec.sources.metrics
+    if not isinstance(config, PrometheusSource):
+        raise SpecError(f"sources.metrics.type: {config.type!r} needs the simulated mesh (demo, simulate); "
+                        "a live rollout reads Prometheus (set type: prometheus with its url)")
+    from analyzer.sources.prometheus.source import PrometheusMetricSource
+
+    return PrometheusMetricSource(config)
+
+
+def trace_source(spec: RolloutSpec) -> TraceSource | None:
+    """The spec's trace source outside the simulator: Jaeger, or none."""
+    config = spec.sources.traces
+    if isinstance(config, JaegerSource):
+        from analyzer.sources.jaeger.source import JaegerTraceSource
+
+        return JaegerTraceSource(config)
+    return None
+
+
+def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None) -> Adapters:
+    """Adapters for a rollout on real telemetry; traffic stays in memory until a cluster router is configured."""
+    return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(), notifier=LogNotifier(),
+                    store=store, clock=clock or WallClock(), traces=trace_source(spec))
