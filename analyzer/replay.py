@@ -134,7 +134,7 @@ def replay(
     `expected_share` is the canary's configured traffic share during the window; without it the
     sample-ratio check is skipped (the weights of a past window are not in the metrics).
     """
-    log = structlog.get_logger(__name__).bind(rollout=spec.name)
+    log = structlog.get_logger(__name__).bind(target=spec.name)
     step = timedelta(seconds=spec.timing.interval)
     evidence = initial_evidence(spec)
     verdicts: list[MetricVerdict] = []

@@ -261,7 +261,7 @@ def test_actions_are_intents_until_results_arrive(store: SqlStore, spec_and_text
     with capture_logs() as logged:
         store.record_results(tick_id, [ActionResult(scale, ok=False, error="forbidden"),
                                        ActionResult(set_weights, True), ActionResult(extra, True)])
-    assert [(e["event"], e["log_level"]) for e in logged] == [("action result without intent", "warning")]
+    assert [(e["event"], e["log_level"]) for e in logged] == [("action_result_without_intent", "warning")]
     after = history.actions_frame(store, "r1")
     assert list(after["type"]) == ["set_weights", "scale", "notify", "set_weights"]
     assert list(after["ok"]) == [True, False, None, True]  # notify: no result yet

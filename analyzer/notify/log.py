@@ -16,4 +16,4 @@ class LogNotifier:
 
     def notify(self, spec: RolloutSpec, event: str, message: str) -> None:
         self.sent.append((event, message))
-        self._log.info("notify", rollout=spec.name, notify_event=event, message=message)
+        self._log.info("notify", target=spec.name, notify_event=event, message=message)

@@ -161,7 +161,7 @@ class SqlStore:
                     finished_at=None,
                 )
             )
-        log.info("rollout created", rollout=rollout_id, name=spec.name)
+        log.info("rollout_created", rollout=rollout_id, target=spec.name)
 
     def record_intent(
         self,
@@ -205,7 +205,7 @@ class SqlStore:
                 .values(phase=state.phase.value, outcome=OUTCOME_BY_PHASE.get(state.phase), finished_at=finished_at)
             )
         log.debug(
-            "tick recorded", rollout=rollout_id, tick=state.tick, tick_id=tick_id,
+            "tick_recorded", rollout=rollout_id, tick=state.tick, tick_id=tick_id,
             phase=state.phase.value, decision=decision.kind,
         )
         return tick_id
@@ -231,7 +231,7 @@ class SqlStore:
                     conn.execute(update(actions).where(actions.c.id == row_id).values(**values))
                 else:
                     # Not intended in this tick (e.g. weights re-applied after a restart): keep it anyway.
-                    log.warning("action result without intent", tick_id=tick_id, action=encoded)
+                    log.warning("action_result_without_intent", tick_id=tick_id, action=encoded)
                     conn.execute(
                         insert(actions).values(
                             tick_id=tick_id, seq=next_seq, type=encoded["type"], action=encoded, **values

@@ -127,7 +127,7 @@ def judge_command(
     share = None if canary_weight is None else canary_weight / 100.0
     config = spec.sources.metrics
     assert isinstance(config, PrometheusSource)
-    log = structlog.get_logger(__name__).bind(rollout=spec.name, prometheus=config.url)
+    log = structlog.get_logger(__name__).bind(target=spec.name, prometheus=config.url)
     if t1.timestamp() > time.time() - config.scrape_interval:
         log.warning("window_end_not_scraped_yet", end=t1.isoformat(), note="the last intervals may have no data")
     # An unreachable server is an error, not a window full of gaps: connect, then one cheap query.

@@ -94,7 +94,7 @@ class PrometheusMetricSource:
         t0, t1 = _ts(start), _ts(end)
         if t1 <= t0:
             raise ValueError(f"empty interval [{start}, {end})")
-        log = structlog.get_logger(__name__).bind(rollout=spec.name, start=start.isoformat(), end=end.isoformat())
+        log = structlog.get_logger(__name__).bind(target=spec.name, start=start.isoformat(), end=end.isoformat())
         span = (t1 - t0) + max(MIN_LOOKBACK_S, 4 * config.scrape_interval)
         latency = _latency_metric(spec)
         edges = tuple(latency.bucket_edges) if latency else ISTIO_DEFAULT_EDGES_MS
