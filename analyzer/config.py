@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from analyzer.errors import UserError
-from analyzer.model import ISTIO_DEFAULT_EDGES_MS, HeaderMatch
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Event, HeaderMatch
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -367,6 +367,22 @@ class Sources(Model):
     )
 
 
+class Notification(Model):
+    """A chat or webhook target. Its URL comes from an environment variable or a file, never from the spec text,
+    so it lands neither in the store nor in the logs."""
+
+    type: Literal["webhook", "slack", "teams"]
+    url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    url_file: str | None = Field(default=None, min_length=1)
+    events: list[Event] | None = None  # None: every event
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Notification:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of urlEnv, urlFile")
+        return self
+
+
 class Metadata(Model):
     name: str = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -382,6 +398,7 @@ class RolloutSpec(Model):
     on_inconclusive: Literal["pause", "rollback", "promote"] = "pause"
     analysis: Analysis = Field(default_factory=Analysis)
     sources: Sources = Field(default_factory=Sources)
+    notifications: list[Notification] = Field(default_factory=list)
 
     @property
     def name(self) -> str:

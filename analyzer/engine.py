@@ -185,7 +185,7 @@ class Engine:
         elif isinstance(action, Scale):
             self.scaler.scale(self.spec, action.subset, action.replicas)
         elif isinstance(action, Notify):
-            self.notifier.notify(self.spec, action.event, action.message)
+            self.notifier.notify(self.spec, action.event, action.message, rollout=self.rollout_id, tick=tick)
             self.store.record_event(self.rollout_id, tick, action.event, action.message)
 
     def _reconcile(self, state: RolloutState, log: structlog.typing.FilteringBoundLogger) -> ActionResult | None:

@@ -83,6 +83,7 @@ class Command(StrEnum):
 class Event(StrEnum):
     """What a notification or a recorded event is about."""
 
+    ADVANCED = "advanced"
     PROMOTED = "promoted"
     ROLLBACK = "rollback"
     ABORT = "abort"
@@ -92,6 +93,7 @@ class Event(StrEnum):
     DRIFT = "drift"
     SOURCE_UNAVAILABLE = "source-unavailable"
     TRACE_SOURCE_UNAVAILABLE = "trace-source-unavailable"
+    NOTIFY_FAILED = "notify-failed"
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def _begin_testing(spec: RolloutSpec, state: RolloutState, now: datetime) -> tup
         h = spec.strategy.header_phase
         reason = f"header phase: requests with {h.header} {h.match} {h.value!r} go to {spec.target.canary.subset}"
         nxt = _enter(state, Phase.HEADER_TESTING, -1, now, reason, header_route=True)
-        return nxt, Decision(DecisionKind.ADVANCE, reason, (header_on(spec),))
+        return nxt, Decision(DecisionKind.ADVANCE, reason, (header_on(spec), Notify(Event.ADVANCED, reason)))
     return _enter_step(spec, state, 0, now)
 
 
@@ -151,7 +151,7 @@ def _enter_step(spec: RolloutSpec, state: RolloutState, step: int, now: datetime
     weight = partial_steps(spec)[step]
     reason = f"step {step + 1}/{len(partial_steps(spec))}: canary weight {weight}%"
     nxt = _enter(state, Phase.PROGRESSING, step, now, reason, header_route=False, weights=weights_for(spec, weight))
-    actions: tuple[Action, ...] = (_set_weights(spec, weight),)
+    actions: tuple[Action, ...] = (_set_weights(spec, weight), Notify(Event.ADVANCED, reason))
     if state.header_route:
         actions = (HEADER_OFF, *actions)
     return nxt, Decision(DecisionKind.ADVANCE, reason, actions)

@@ -62,7 +62,9 @@ class Scaler(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, spec: RolloutSpec, event: Event, message: str) -> None: ...
+    def notify(self, spec: RolloutSpec, event: Event, message: str, *, rollout: str, tick: int) -> None:
+        """Tell people what happened; must not block the tick (queue slow deliveries)."""
+        ...
 
 
 class Clock(Protocol):

@@ -96,6 +96,7 @@ def run_rollout(
             steps.append(w)
         if on_tick:
             on_tick(engine, outcome)
+    wiring.close(rig.adapters)
     state = engine.state
     decided = decision_minute(state)
     harm = 0.0

@@ -7,11 +7,16 @@ mesh with the in-memory router; in a cluster, Prometheus and Jaeger from the spe
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from analyzer.config import JaegerSource, PrometheusSource, RolloutSpec, SpecError
+from analyzer.config import JaegerSource, Notification, PrometheusSource, RolloutSpec, SpecError
+from analyzer.model import Event
 from analyzer.notify.log import LogNotifier
-from analyzer.ports import Adapters, Clock, MetricSource, Store, TraceSource
+from analyzer.notify.webhook import Delivery, FanOut, WebhookNotifier
+from analyzer.ports import Adapters, Clock, MetricSource, Notifier, Store, TraceSource
 from analyzer.sim.clock import EPOCH, VirtualClock, WallClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
@@ -27,6 +32,8 @@ class Settings:
     db: str | None = None  # SQLAlchemy URL of the history store; None keeps no history
     prometheus_url: str | None = None  # overrides sources.metrics.url
     jaeger_url: str | None = None  # overrides sources.traces.url
+    notifications: tuple[Notification, ...] = ()  # sent for every rollout, beside the spec's own
+    report_base_url: str | None = None  # where the service serves /v1/rollouts/{id}/report, for links
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,14 @@ def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
 
 
 def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store | None = None,
-              clock: VirtualClock | None = None) -> SimulatedRig:
+              clock: VirtualClock | None = None, settings: Settings | None = None) -> SimulatedRig:
     """The embedded default: a closed loop in which the mesh routes by the router the engine drives."""
     clock = clock or VirtualClock(EPOCH)
+    store = store or NullStore()
     router = MemoryRouter()
     mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
-    adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=LogNotifier(),
-                        store=store or NullStore(), clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed))
+    adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=notifier(spec, settings, store),
+                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed))
     return SimulatedRig(adapters, mesh, router, clock)
 
 
@@ -105,7 +113,54 @@ def trace_source(spec: RolloutSpec) -> TraceSource | None:
     return None
 
 
-def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None) -> Adapters:
+def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None, settings: Settings | None = None) -> Adapters:
     """Adapters for a rollout on real telemetry; traffic stays in memory until a cluster router is configured."""
-    return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(), notifier=LogNotifier(),
-                    store=store, clock=clock or WallClock(), traces=trace_source(spec))
+    return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(),
+                    notifier=notifier(spec, settings, store), store=store, clock=clock or WallClock(),
+                    traces=trace_source(spec))
+
+
+def notifier(spec: RolloutSpec, settings: Settings | None, store: Store) -> Notifier:
+    """The log, plus every chat or webhook target of the process settings and of the spec."""
+    settings = settings or Settings()
+    targets = [(f"settings.notifications[{i}]", n) for i, n in enumerate(settings.notifications)]
+    targets += [(f"notifications[{i}]", n) for i, n in enumerate(spec.notifications)]
+    if not targets:
+        return LogNotifier()
+
+    def record(rollout: str, tick: int, why: str) -> None:
+        store.record_event(rollout, tick, Event.NOTIFY_FAILED, why)
+
+    delivery = Delivery(on_failure=record)
+    hooks = [WebhookNotifier(n.type, _webhook_url(n, where), delivery, events=n.events,
+                             report_base_url=settings.report_base_url) for where, n in targets]
+    return FanOut([LogNotifier(), *hooks], [delivery])
+
+
+_HTTP_URL = re.compile(r"^https?://[^\s/]+\S*$")
+
+
+def _webhook_url(n: Notification, where: str) -> str:
+    """Read the URL where the spec says it is; the spec itself never holds it."""
+    if n.url_env is not None:
+        url = os.environ.get(n.url_env, "").strip()
+        if not url:
+            raise SpecError(f"{where}.urlEnv: environment variable {n.url_env!r} is not set")
+        origin = f"{where}.urlEnv ({n.url_env})"
+    else:
+        assert n.url_file is not None
+        try:
+            url = Path(n.url_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{where}.urlFile: cannot read {n.url_file!r}: {exc}") from None
+        origin = f"{where}.urlFile ({n.url_file})"
+    if not _HTTP_URL.match(url):
+        raise SpecError(f"{origin}: does not hold an http(s) URL")  # the value may be a secret: not echoed
+    return url
+
+
+def close(adapters: Adapters) -> None:
+    """Flush what the adapters still hold (queued notifications) at the end of a command."""
+    close_notifier = getattr(adapters.notifier, "close", None)
+    if close_notifier is not None:
+        close_notifier()

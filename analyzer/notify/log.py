@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from analyzer.config import RolloutSpec
+from analyzer.model import Event
 
 
 class LogNotifier:
@@ -14,6 +15,7 @@ class LogNotifier:
         self._log = structlog.get_logger("analyzer.notify")
         self.sent: list[tuple[str, str]] = []
 
-    def notify(self, spec: RolloutSpec, event: str, message: str) -> None:
+    def notify(self, spec: RolloutSpec, event: Event, message: str, *, rollout: str, tick: int) -> None:
         self.sent.append((event, message))
-        self._log.info("notify", target=spec.name, notify_event=event, message=message)
+        self._log.info("notify", rollout=rollout, target=spec.name, tick=tick, notify_event=event.value,
+                       message=message)
