@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/canary-analyzer demo --scenario $(SCENARIO) --seed $(SEED) --db sqlite:///demo.db
+	$(BIN)/canary-analyzer demo --scenario $(SCENARIO) --seed $(SEED) --db sqlite:///demo.db $(if $(LOAD),--load $(LOAD))
 
 test: $(STAMP)
 	bash scripts/ensure-services.sh

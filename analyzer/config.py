@@ -367,6 +367,22 @@ class Sources(Model):
     )
 
 
+class Load(Model):
+    """Synthetic requests sent through the mesh while the rollout is analysed, so that a low-traffic service
+    gets enough requests to decide. They split by the route's current weights like real traffic."""
+
+    rps: float = Field(gt=0, le=10_000, allow_inf_nan=False)
+    url: str | None = None  # default: http://<host>.<namespace>.svc.cluster.local/
+    method: Literal["GET", "HEAD", "POST", "PUT"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    timeout: Duration = 5.0
+
+    def target_url(self, target: Target) -> str:
+        return self.url or f"http://{target.host}.{target.namespace}.svc.cluster.local/"
+
+
 class Notification(Model):
     """A chat or webhook target. Its URL comes from an environment variable or a file, never from the spec text,
     so it lands neither in the store nor in the logs."""
@@ -399,6 +415,7 @@ class RolloutSpec(Model):
     analysis: Analysis = Field(default_factory=Analysis)
     sources: Sources = Field(default_factory=Sources)
     notifications: list[Notification] = Field(default_factory=list)
+    load: Load | None = None
 
     @property
     def name(self) -> str:

@@ -63,6 +63,7 @@ class Engine:
         # A sample stamped just before `now` may be stored just after it: query that far back.
         self.lag = adapters.metrics.query_lag(spec)
         self.state = RolloutState(rollout=rollout_id)
+        self._load_on = False
         self.last_verdicts: tuple[MetricVerdict, ...] = ()
         self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id, target=spec.name)
 
@@ -80,6 +81,7 @@ class Engine:
         if not state.phase.terminal and state.weights:
             engine._act(policy.intended_routes(engine.spec, state))
             engine.log.info("resumed", phase=state.phase.value, step=state.step, tick=state.tick)
+        engine._drive_load()
         return engine
 
     @property
@@ -164,7 +166,22 @@ class Engine:
         self.state = state
         if verdicts:
             self.last_verdicts = verdicts
+        self._drive_load()
         return TickOutcome(state, decision, observation, verdicts, results)
+
+    def _drive_load(self) -> None:
+        """Synthetic load runs while the rollout is analysed, and stops on pause and at the end."""
+        load = self.adapters.load
+        if load is None:
+            return
+        on = self.state.phase in policy.ACTIVE
+        load.set_active(on)
+        if self._load_on and not on:
+            s = load.stats()
+            self.store.record_event(self.rollout_id, self.state.tick, Event.LOAD,
+                                    f"load stopped: {s.completed} requests at {s.achieved_rps:.1f} rps "
+                                    f"(target {s.target_rps:g}), client errors {100 * s.client_error_rate:.2f}%")
+        self._load_on = on
 
     def _act(self, actions: tuple[Action, ...], tick: int | None = None) -> tuple[ActionResult, ...]:
         results = []

@@ -94,6 +94,7 @@ class Event(StrEnum):
     SOURCE_UNAVAILABLE = "source-unavailable"
     TRACE_SOURCE_UNAVAILABLE = "trace-source-unavailable"
     NOTIFY_FAILED = "notify-failed"
+    LOAD = "load"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import norm
 
 from analyzer.config import ErrorRateMetric, LatencyMetric, RolloutSpec
-from analyzer.stats.rate_ratio import detection_power
+from analyzer.stats.rate_ratio import detection_power, ratio_grid
 
 PLAN_POWER = 0.8
 RATIOS = (1.2, 1.5, 2.0, 3.0, 5.0)
@@ -34,17 +34,31 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class LoadAdvice:
+    """The synthetic load that lets the spec decide within its budget (statistics.md §7.4, inverted)."""
+
+    add_rps: float | None  # 0: the traffic suffices; None: not even MAX_LOAD_FACTOR times the traffic
+    power: float  # the probability asked for, per gate metric
+    binding: str  # the metric and criterion that needs the most load
+
+    def to_json(self) -> dict[str, Any]:
+        return {"add_rps": self.add_rps, "power": self.power, "binding": self.binding}
+
+
+@dataclass(frozen=True)
 class PlanReport:
     rollout: str
     rps: float
     budget_minutes: float
     detections: list[Detection]
     notes: list[str]
+    load: LoadAdvice | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rollout": self.rollout, "rps": self.rps, "budget_minutes": self.budget_minutes, "power": PLAN_POWER,
             "detections": [d.__dict__ for d in self.detections], "notes": self.notes,
+            "load": None if self.load is None else self.load.to_json(),
         }
 
 
@@ -83,18 +97,83 @@ def _minutes_to_detect(
     return round(lo * interval_min, 1)
 
 
+def promotion_power(exposure: np.ndarray, rate: float, tolerance: float, alpha: float, *, replicates: int = 300,
+                    seed: int = 0) -> float:
+    """P(a canary as good as the baseline shows non-inferiority below `tolerance` by the end of `exposure`).
+
+    Monte Carlo like `detection_power`: Poisson events at the same rate in both subsets, intervals pooled by
+    canary share; only the evidence at the end is checked (the promotion rule needs its dwell first).
+    """
+    exp = np.asarray(exposure, dtype=float).reshape(-1, 2)
+    if exp.size == 0 or rate <= 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    share = np.round(exp[:, 0] / np.maximum(exp.sum(axis=1), 1.0), 2)
+    _, group = np.unique(share, return_inverse=True)
+    n_c, n_b = np.bincount(group, weights=exp[:, 0]), np.bincount(group, weights=exp[:, 1])
+    e_c = rng.poisson(n_c * rate, size=(replicates, n_c.size))
+    e_b = rng.poisson(n_b * rate, size=(replicates, n_b.size))
+    grid = ratio_grid(tolerance)
+    thetas = np.concatenate([grid.thetas[grid.promote], [tolerance]])
+    rho = n_c / np.maximum(n_c + n_b, 1.0)
+    pen = (e_c + e_b).astype(float) @ np.log1p(rho[:, None] * (thetas - 1.0))  # [R, G+1]
+    ll = e_c.sum(axis=1)[:, None] * np.log(thetas) - pen
+    alt = ll[:, :-1]
+    top = alt.max(axis=1)
+    log_mix = top + np.log(np.exp(alt - top[:, None]).sum(axis=1)) - np.log(alt.shape[1])
+    return float((log_mix - ll[:, -1] >= math.log(1.0 / alpha)).mean())
+
+
+MAX_LOAD_FACTOR = 1000.0  # search for load up to this many times the service's own traffic
+
+
+def load_to_decide(spec: RolloutSpec, *, rps: float, rates: list[tuple[str, float, float, float]]) -> LoadAdvice:
+    """The smallest synthetic load (rps) with which, within the budget, a healthy canary promotes and an `mde`
+    regression is caught, each with probability `analysis.power`, for every (metric, rate, mde, alpha) given."""
+    power = spec.analysis.power
+    k = max(1, int(spec.timing.budget / spec.timing.interval))
+    tolerance = {m.name: m.tolerance for m in spec.analysis.metrics if isinstance(m, ErrorRateMetric | LatencyMetric)}
+
+    def shortfall(extra: float) -> str | None:
+        exposure = expected_exposure(spec, rps + extra, int(spec.timing.budget / 60) + 1)[:k]
+        for name, rate, mde, alpha in rates:
+            if detection_power(exposure, rate, mde, alpha, replicates=300) < power:
+                return f"{name}: catch a {mde:g}x regression"
+            tol = tolerance.get(name.split(">")[0], 1.5)
+            if promotion_power(exposure, rate, tol, spec.analysis.promotion_alpha) < power:
+                return f"{name}: show a healthy canary below {tol:g}x"
+        return None
+
+    binding = shortfall(0.0)
+    if binding is None:
+        return LoadAdvice(0.0, power, "none: the service's own traffic suffices")
+    hi = rps
+    while shortfall(hi) is not None:
+        hi *= 2
+        if hi > MAX_LOAD_FACTOR * rps:
+            return LoadAdvice(None, power, binding)
+    lo = hi / 2 if hi > rps else 0.0
+    while hi - lo > max(0.5, 0.05 * hi):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if shortfall(mid) is None else (mid, hi)
+    return LoadAdvice(float(math.ceil(hi)), power, binding)
+
+
 def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, latency_p99_ms: float) -> PlanReport:
     budget_min = spec.timing.budget / 60
     horizon = int(4 * budget_min)
     exposure = expected_exposure(spec, rps, horizon)
     detections: list[Detection] = []
     notes: list[str] = []
+    rates: list[tuple[str, float, float, float]] = []  # (metric, event rate, mde, alpha) for the load advice
     median = latency_p99_ms / math.exp(norm.ppf(0.99) * ASSUMED_SIGMA)
     for metric in spec.analysis.metrics:
         if not metric.gate:
             continue
         if isinstance(metric, ErrorRateMetric):
             alpha = spec.analysis.alpha_for(metric.name)
+            if baseline_error_rate > 0:
+                rates.append((metric.name, baseline_error_rate, metric.mde, alpha))
             for ratio in sorted({*RATIOS, metric.mde}):
                 m = _minutes_to_detect(spec, exposure, baseline_error_rate, ratio, alpha)
                 detections.append(Detection(metric.name, f"{ratio:g}x error rate", ratio, m,
@@ -117,5 +196,10 @@ def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, late
                         best = d
                 if best is not None:
                     detections.append(best)
+            slo_edge = max(metric.gate_edges)
+            slow_share = float(norm.sf((math.log(slo_edge) - math.log(median)) / ASSUMED_SIGMA))
+            if slow_share > 0:
+                rates.append((f"{metric.name}>{slo_edge:g}ms", slow_share, metric.mde, alpha))
             notes.append(f"latency assumes lognormal durations (log-sd {ASSUMED_SIGMA}) with p99 {latency_p99_ms:g} ms")
-    return PlanReport(spec.name, rps, budget_min, detections, notes)
+    load = load_to_decide(spec, rps=rps, rates=rates) if rates else None
+    return PlanReport(spec.name, rps, budget_min, detections, notes, load)

@@ -67,6 +67,33 @@ class Notifier(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LoadStats:
+    """What the load generator achieved, beside the mesh's own figures."""
+
+    target_rps: float
+    sent: int
+    completed: int
+    client_errors: int  # transport failures and 5xx answers seen by the generator
+    active_seconds: float
+
+    @property
+    def achieved_rps(self) -> float:
+        return self.completed / self.active_seconds if self.active_seconds > 0 else 0.0
+
+    @property
+    def client_error_rate(self) -> float:
+        return self.client_errors / self.completed if self.completed else 0.0
+
+
+class LoadGenerator(Protocol):
+    def set_active(self, active: bool) -> None:
+        """Send load while active (analysis phases); stop at once when not (pause, terminal phases)."""
+        ...
+
+    def stats(self) -> LoadStats: ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -105,3 +132,4 @@ class Adapters:
     store: Store
     clock: Clock
     traces: TraceSource | None = None
+    load: LoadGenerator | None = None

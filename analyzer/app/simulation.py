@@ -97,6 +97,11 @@ def run_rollout(
         if on_tick:
             on_tick(engine, outcome)
     wiring.close(rig.adapters)
+    extras: dict[str, Any] = {}
+    if rig.adapters.load is not None:
+        ls = rig.adapters.load.stats()
+        extras["load"] = {"target_rps": ls.target_rps, "requests": ls.completed,
+                          "achieved_rps": round(ls.achieved_rps, 2)}
     state = engine.state
     decided = decision_minute(state)
     harm = 0.0
@@ -106,7 +111,6 @@ def run_rollout(
             break
         n_canary += iv.canary.requests
         harm += iv.canary.requests * max(0.0, iv.canary_error_rate - iv.baseline_error_rate)
-    extras: dict[str, Any] = {}
     metrics = list(engine.last_verdicts)
     report = engine.trace_report()
     if report is not None:

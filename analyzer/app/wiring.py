@@ -11,12 +11,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from analyzer.config import JaegerSource, Notification, PrometheusSource, RolloutSpec, SpecError
+from analyzer.config import JaegerSource, Load, Notification, PrometheusSource, RolloutSpec, SpecError
 from analyzer.model import Event
 from analyzer.notify.log import LogNotifier
 from analyzer.notify.webhook import Delivery, FanOut, WebhookNotifier
-from analyzer.ports import Adapters, Clock, MetricSource, Notifier, Store, TraceSource
+from analyzer.ports import Adapters, Clock, LoadGenerator, MetricSource, Notifier, Store, TraceSource
 from analyzer.sim.clock import EPOCH, VirtualClock, WallClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
@@ -34,6 +35,8 @@ class Settings:
     jaeger_url: str | None = None  # overrides sources.traces.url
     notifications: tuple[Notification, ...] = ()  # sent for every rollout, beside the spec's own
     report_base_url: str | None = None  # where the service serves /v1/rollouts/{id}/report, for links
+    allowed_load_hosts: tuple[str, ...] = ()  # hosts a spec's load may target besides the rollout's own host
+    max_load_rps: float = 100.0  # cap on any spec's load rate
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,13 @@ def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store 
     store = store or NullStore()
     router = MemoryRouter()
     mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
+    load = None
+    if spec.load is not None:
+        from analyzer.sim.load import SimulatedLoad
+
+        load = SimulatedLoad(mesh, _checked_load(spec, spec.load, settings or Settings(), simulated=True))
     adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=notifier(spec, settings, store),
-                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed))
+                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed), load=load)
     return SimulatedRig(adapters, mesh, router, clock)
 
 
@@ -117,7 +125,35 @@ def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None, setting
     """Adapters for a rollout on real telemetry; traffic stays in memory until a cluster router is configured."""
     return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(),
                     notifier=notifier(spec, settings, store), store=store, clock=clock or WallClock(),
-                    traces=trace_source(spec))
+                    traces=trace_source(spec), load=load_generator(spec, settings or Settings()))
+
+
+def load_generator(spec: RolloutSpec, settings: Settings) -> LoadGenerator | None:
+    """The spec's HTTP load, aimed only at the rollout's own host (or the settings' allowed hosts)."""
+    if spec.load is None:
+        return None
+    from analyzer.load.generator import HttpLoadGenerator
+
+    rps = _checked_load(spec, spec.load, settings, simulated=False)
+    return HttpLoadGenerator(spec.load, spec.load.target_url(spec.target), rps=rps)
+
+
+def _checked_load(spec: RolloutSpec, load: Load, settings: Settings, *, simulated: bool) -> float:
+    """The load's rate after the safety checks: its target must be the rollout's host, and the rate is capped."""
+    if load.rps > settings.max_load_rps:
+        raise SpecError(f"load.rps: {load.rps:g} is above this service's limit of {settings.max_load_rps:g} rps")
+    if simulated:
+        return load.rps
+    url = load.target_url(spec.target)
+    parts = urlsplit(url)
+    t = spec.target
+    own = {t.host, *(f"{t.host}.{t.namespace}{suffix}" for suffix in ("", ".svc", ".svc.cluster.local"))}
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(f"load.url: {url!r} is not an http(s) URL")
+    if parts.hostname not in own | set(settings.allowed_load_hosts):
+        raise SpecError(f"load.url: host {parts.hostname!r} is not the rollout's host {t.host!r} "
+                        f"(nor one the service settings allow); load may only target the service under test")
+    return load.rps
 
 
 def notifier(spec: RolloutSpec, settings: Settings | None, store: Store) -> Notifier:
@@ -160,7 +196,8 @@ def _webhook_url(n: Notification, where: str) -> str:
 
 
 def close(adapters: Adapters) -> None:
-    """Flush what the adapters still hold (queued notifications) at the end of a command."""
-    close_notifier = getattr(adapters.notifier, "close", None)
-    if close_notifier is not None:
-        close_notifier()
+    """Stop load and flush what the adapters still hold (queued notifications) at the end of a command."""
+    for part in (adapters.load, adapters.notifier):
+        close_part = getattr(part, "close", None)
+        if close_part is not None:
+            close_part()

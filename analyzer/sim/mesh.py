@@ -83,6 +83,10 @@ class SimulatedMesh:
         self.history: list[Interval] = []
         # Set by the wiring when traces are simulated: receives the requests routed per subset each interval.
         self.trace_sink: TraceSink | None = None
+        # Synthetic load (analyzer.sim.load): added to the scenario's rate while the rollout is analysed.
+        self.extra_rps = 0.0
+        self.extra_requests = 0
+        self.extra_seconds = 0.0
 
     def query_lag(self, spec: RolloutSpec) -> float:
         return 0.0  # the simulated interval is known the moment it ends
@@ -107,6 +111,11 @@ class SimulatedMesh:
         t = (start - self.t0).total_seconds() + dt / 2
         rate = sc.traffic.rps * (1 + sc.traffic.diurnal * math.sin(2 * math.pi * t / sc.traffic.diurnal_period))
         total = int(rng.poisson(max(rate, 0.0) * dt))
+        if self.extra_rps > 0:
+            extra = int(rng.poisson(self.extra_rps * dt))
+            self.extra_requests += extra
+            self.extra_seconds += dt
+            total += extra
         weights = self.router.get_weights(spec)
         share = min(1.0, weights.get(spec.target.canary.subset, 0) / 100.0 * sc.traffic.canary_share_factor)
         header = int(rng.binomial(total, sc.traffic.header_share)) if self.router.header_route(spec) else 0

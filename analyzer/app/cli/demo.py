@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from analyzer.app.simulation import RunResult, run_rollout
-from analyzer.config import RolloutSpec
+from analyzer.config import Load, RolloutSpec, SpecError
 from analyzer.engine import Engine, TickOutcome
 from analyzer.ports import Store
 from analyzer.sim.scenario import Scenario
+
+
+def with_load(spec: RolloutSpec, rps: float) -> RolloutSpec:
+    """The spec with `load.rps` set (a load block is added when the spec has none)."""
+    try:
+        load = Load.model_validate({**(spec.load.model_dump(by_alias=True) if spec.load else {}), "rps": rps})
+    except ValidationError as exc:
+        raise SpecError(f"--load: {rps!r}: {exc.errors()[0]['msg']}") from None
+    return spec.model_copy(update={"load": load})
 
 
 def _evidence_text(outcome: TickOutcome) -> str:
@@ -79,6 +89,10 @@ def _summary(console: Console, result: RunResult) -> None:
             text = ", ".join(f"{q} {x['estimate']:g} ms [{x['low']:g}, {_edge(x['high'])}]" for q, x in qs.items()
                              if x["estimate"] is not None)
             console.print(f"    {side}: {text} (95% intervals in bucket edges)", markup=False, style="dim")
+    if "load" in result.extras:
+        ld = result.extras["load"]
+        console.print(f"Synthetic load: {ld['requests']} requests at {ld['achieved_rps']:g} rps (target "
+                      f"{ld['target_rps']:g}) while analysing, split by the weights like real traffic", markup=False)
     if "traces" in result.extras:
         console.print("[bold]Trace findings[/] (diagnostics, they do not gate):")
         console.print(result.extras["traces"], markup=False)

@@ -53,11 +53,15 @@ def demo(
     seed: Annotated[int, typer.Option(help="Simulation seed")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
+    load: Annotated[float | None, typer.Option(help="Synthetic load in rps during the analysis (overrides load.rps)")
+                    ] = None,
 ) -> None:
     """Run one whole rollout on the simulated mesh, in virtual time."""
-    from analyzer.app.cli.demo import run_demo
+    from analyzer.app.cli.demo import run_demo, with_load
 
     spec, text = load_spec_text(config)
+    if load is not None:
+        spec = with_load(spec, load)
     result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json)
     if as_json:
         _print_json(result.to_json())
@@ -93,16 +97,20 @@ def plan(
     rps: Annotated[float, typer.Option(help="Total requests per second to the service")] = 50.0,
     baseline_error_rate: Annotated[float, typer.Option(help="Baseline error rate, e.g. 0.005")] = 0.005,
     latency_p99_ms: Annotated[float, typer.Option(help="Baseline p99 latency in ms")] = 250.0,
+    budget: Annotated[str | None, typer.Option(help="Time budget, e.g. 30m (overrides timing.budget)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
-    """Before a rollout: what this config can detect, and how long it needs."""
-    from analyzer.app.cli.plan import plan_lines
+    """Before a rollout: what this config can detect, how long it needs, and the load to add if too little."""
+    from analyzer.app.cli.plan import plan_lines, with_budget
     from analyzer.plan import make_plan
 
     if rps <= 0 or not 0 <= baseline_error_rate < 1 or latency_p99_ms <= 0:
         raise UserError(f"plan: rps {rps}, baseline error rate {baseline_error_rate} and p99 {latency_p99_ms} ms "
                         "must be positive (error rate below 1)")
-    report = make_plan(load_spec(config), rps=rps, baseline_error_rate=baseline_error_rate,
+    spec = load_spec(config)
+    if budget is not None:
+        spec = with_budget(spec, budget)
+    report = make_plan(spec, rps=rps, baseline_error_rate=baseline_error_rate,
                        latency_p99_ms=latency_p99_ms)
     if as_json:
         _print_json(report.to_json())

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+from analyzer.config import RolloutSpec, SpecError, Timing
 from analyzer.plan import PLAN_POWER, PlanReport
+
+
+def with_budget(spec: RolloutSpec, budget: str) -> RolloutSpec:
+    """The spec with `timing.budget` from the --budget option, validated like the spec field."""
+    try:
+        timing = Timing.model_validate({**spec.timing.model_dump(by_alias=True), "budget": budget})
+    except ValidationError as exc:
+        raise SpecError(f"--budget: {budget!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return spec.model_copy(update={"timing": timing})
 
 
 def plan_lines(report: PlanReport) -> list[str]:
@@ -17,5 +29,15 @@ def plan_lines(report: PlanReport) -> list[str]:
         else:
             out.append(f"  {d.metric}: a {d.effect} regression needs about {d.minutes:g} min and does not fit "
                        f"the {report.budget_minutes:g} min budget")
+    if report.load is not None:
+        ld = report.load
+        if ld.add_rps == 0:
+            out.append(f"  load: none needed; the service's own traffic decides within the budget "
+                       f"({ld.power:.0%} power)")
+        elif ld.add_rps is None:
+            out.append(f"  load: even {1000:g}x the traffic does not decide within the budget ({ld.binding})")
+        else:
+            out.append(f"  load: add about {ld.add_rps:g} rps of synthetic load (spec `load.rps`) to decide within "
+                       f"the budget with {ld.power:.0%} power (binding: {ld.binding})")
     out += [f"  note: {n}" for n in report.notes]
     return out
