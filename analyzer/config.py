@@ -367,6 +367,28 @@ class Sources(Model):
     )
 
 
+HookType = Literal["confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion",
+                   "post-rollout", "rollback", "event"]
+
+
+class Hook(Model):
+    """A gate or event webhook with Flagger's contract (peers.md F.3): POST {name, namespace, phase, checksum,
+    metadata}; a status of 202 or below is success."""
+
+    name: str = Field(min_length=1, max_length=63)
+    type: HookType
+    url: str = Field(pattern=r"^https?://[^\s/]+\S*$")
+    timeout: Duration = 10.0
+    metadata: dict[str, str] = Field(default_factory=dict)
+    failure_limit: int = Field(default=3, ge=1)  # `rollout` hooks: failures over the rollout before a rollback
+
+    @model_validator(mode="after")
+    def _timeout(self) -> Hook:
+        if not 0 < self.timeout <= 300:
+            raise ValueError(f"timeout: {self.timeout:g}s is not within (0, 300] seconds")
+        return self
+
+
 class Load(Model):
     """Synthetic requests sent through the mesh while the rollout is analysed, so that a low-traffic service
     gets enough requests to decide. They split by the route's current weights like real traffic."""
@@ -416,6 +438,10 @@ class RolloutSpec(Model):
     sources: Sources = Field(default_factory=Sources)
     notifications: list[Notification] = Field(default_factory=list)
     load: Load | None = None
+    hooks: list[Hook] = Field(default_factory=list)
+
+    def hooks_of(self, kind: HookType) -> list[Hook]:
+        return [h for h in self.hooks if h.type == kind]
 
     @property
     def name(self) -> str:

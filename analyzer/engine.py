@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from analyzer import policy
-from analyzer.config import RolloutSpec
+from analyzer.config import HookType, RolloutSpec
 from analyzer.judge import judge
 from analyzer.model import (
     Action,
@@ -22,16 +22,18 @@ from analyzer.model import (
     Decision,
     DecisionKind,
     Event,
+    HookAnswers,
     MetricVerdict,
     Notify,
     Observation,
+    Phase,
     RolloutState,
     Scale,
     SetHeaderRoute,
     SetWeights,
     Span,
 )
-from analyzer.ports import Adapters, SourceUnavailable
+from analyzer.ports import Adapters, HookResult, SourceUnavailable
 from analyzer.traces import TraceReport, analyze_traces
 
 MAX_KEPT_SPANS = 200_000  # bounds memory on long rollouts; the report uses the most recent spans
@@ -119,11 +121,63 @@ class Engine:
             ctx = replace(ctx, unavailable=unavailable)
             evidence, verdicts = judge(self.spec, state.evidence, observation, ctx)
             state = replace(state, evidence=evidence)
-        new_state, decision = policy.decide(self.spec, state, verdicts, now, command)
+        hooks = self._gate_hooks(state) if command is None else None
+        new_state, decision = policy.decide(self.spec, state, verdicts, now, command, hooks)
+        if command is None and not (hooks and hooks.blocked):
+            confirm = self._confirm(decision, new_state)
+            if confirm is not None:
+                new_state, decision = policy.await_confirmation(self.spec, state, confirm)
         outcome = self._commit(new_state, decision, observation, tuple(verdicts), synced=synced)
+        if outcome.state.phase.terminal and not state.phase.terminal:
+            phase = "Succeeded" if outcome.state.phase is Phase.SUCCEEDED else "Failed"
+            self._call_hooks("post-rollout", phase, outcome.state.tick)
         log.info("tick", decision=decision.kind.value, new_phase=outcome.state.phase.value,
                  reason=decision.reason[:200])
         return outcome
+
+    # ---- gate hooks (Flagger's contract; the policy gets their answers) ----
+
+    def _call_hooks(self, kind: HookType, phase: str, tick: int) -> list[HookResult]:
+        runner = self.adapters.hooks
+        hooks = self.spec.hooks_of(kind)
+        if runner is None or not hooks:
+            return []
+        results = [runner.call(self.spec, h, rollout=self.rollout_id, phase=phase) for h in hooks]
+        for r in results:
+            if not r.ok or kind == "post-rollout":
+                self.store.record_event(self.rollout_id, tick, Event.HOOK, r.describe())
+        return results
+
+    def _gate_hooks(self, state: RolloutState) -> HookAnswers | None:
+        """Hooks asked before the decision: confirm-rollout and pre-rollout at the start; rollback and rollout
+        hooks on every analysis tick."""
+        tick = state.tick + 1
+        if state.phase is Phase.INITIALIZING:
+            waiting = [r for r in self._call_hooks("confirm-rollout", state.phase.value, tick) if not r.ok]
+            if waiting:
+                return HookAnswers(blocked=waiting[0].describe())
+            failed = [r for r in self._call_hooks("pre-rollout", "Progressing", tick) if not r.ok]
+            return HookAnswers(stop=failed[0].describe()) if failed else None
+        if state.phase not in policy.ACTIVE:
+            return None
+        asked = [r for r in self._call_hooks("rollback", state.phase.value, tick) if r.ok]
+        failed = [r for r in self._call_hooks("rollout", "Progressing", tick) if not r.ok]
+        if not asked and not failed:
+            return None
+        return HookAnswers(rollback=f"requested by {asked[0].describe()}" if asked else None,
+                           rollout_failed=failed[0].describe() if failed else None)
+
+    def _confirm(self, decision: Decision, new_state: RolloutState) -> str | None:
+        """Before traffic increases or the canary is promoted, the confirm hooks must approve; else why not."""
+        kind: HookType
+        if decision.kind is DecisionKind.ADVANCE and new_state.phase is Phase.PROGRESSING:
+            kind = "confirm-traffic-increase"
+        elif decision.kind is DecisionKind.PROMOTE:
+            kind = "confirm-promotion"
+        else:
+            return None
+        waiting = [r for r in self._call_hooks(kind, "Progressing", new_state.tick) if not r.ok]
+        return waiting[0].describe() if waiting else None
 
     def trace_report(self) -> TraceReport | None:
         """Trace findings over the whole rollout so far (diagnostics), or None without a trace source."""

@@ -95,6 +95,7 @@ class Event(StrEnum):
     TRACE_SOURCE_UNAVAILABLE = "trace-source-unavailable"
     NOTIFY_FAILED = "notify-failed"
     LOAD = "load"
+    HOOK = "hook"
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,16 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class HookAnswers:
+    """What the gate hooks said this tick, for the policy (the engine makes the calls)."""
+
+    blocked: str | None = None  # a confirm hook has not approved: hold, without using the budget
+    stop: str | None = None  # a pre-rollout hook failed: stop before any traffic moves
+    rollback: str | None = None  # a rollback hook asked for a rollback now
+    rollout_failed: str | None = None  # a rollout hook failed this tick (counted toward its failure limit)
+
+
+@dataclass(frozen=True)
 class RolloutState:
     """Everything the policy needs to continue a rollout; persisted after every tick.
 
@@ -275,6 +286,8 @@ class RolloutState:
     decided_at: datetime | None = None  # when the final decision (promote, roll back, ...) was taken
     paused_from: Phase | None = None  # the phase a Paused/Inconclusive rollout resumes to
     failures: int = 0  # consecutive ticks whose actions failed
+    hook_failures: int = 0  # failed `rollout` hook calls over the rollout
+    confirm_wait_s: float = 0.0  # time spent waiting for confirm hooks; it does not use the budget
 
     @property
     def outcome(self) -> str | None:

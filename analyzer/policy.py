@@ -18,6 +18,7 @@ from analyzer.model import (
     Decision,
     DecisionKind,
     Event,
+    HookAnswers,
     MetricVerdict,
     Notify,
     Phase,
@@ -108,12 +109,18 @@ def decide(
     verdicts: Sequence[MetricVerdict],
     now: datetime,
     command: Command | None = None,
+    hooks: HookAnswers | None = None,
 ) -> tuple[RolloutState, Decision]:
     """One tick of the state machine. `state.evidence` must already hold this tick's evidence."""
+    hooks = hooks or HookAnswers()
+    if command is None and hooks.blocked and state.phase in (Phase.INITIALIZING, *ACTIVE):
+        return await_confirmation(spec, state, hooks.blocked)
     state = replace(state, tick=state.tick + 1)
     if command is not None:
         return _command(spec, state, command, now)
     if state.phase is Phase.INITIALIZING:
+        if hooks.stop:
+            return fail(state, now, f"stopped before any traffic moved: {hooks.stop}")
         return _begin_testing(spec, state, now)
     if state.phase is Phase.PROMOTING:
         nxt = replace(state, phase=Phase.SUCCEEDED, reason=state.reason)
@@ -125,7 +132,27 @@ def decide(
                              (Scale(spec.target.canary.subset, 0),))
     if state.phase not in ACTIVE:
         return state, Decision(DecisionKind.HOLD, f"{state.phase.value}: nothing to do")
+    if hooks.rollback:
+        return _rollback(spec, state, now, f"rollback: {hooks.rollback}")
+    if hooks.rollout_failed:
+        state = replace(state, hook_failures=state.hook_failures + 1)
+        limit = min((h.failure_limit for h in spec.hooks_of("rollout")), default=1)
+        if state.hook_failures >= limit:
+            return _rollback(spec, state, now, f"rollback: rollout hooks failed {state.hook_failures} times "
+                                               f"(limit {limit}); last: {hooks.rollout_failed}")
     return _judge_step(spec, state, verdicts, now)
+
+
+def await_confirmation(spec: RolloutSpec, state: RolloutState, why: str) -> tuple[RolloutState, Decision]:
+    """A confirm hook has not approved the next move: hold this interval; it does not use the budget.
+
+    `state` is the state before this tick's decision (with this tick's evidence), so the same move is asked
+    again next tick.
+    """
+    reason = f"waiting: {why}"
+    nxt = replace(state, tick=state.tick + 1, reason=reason,
+                  confirm_wait_s=state.confirm_wait_s + spec.timing.interval)
+    return nxt, Decision(DecisionKind.HOLD, reason)
 
 
 def _begin_testing(spec: RolloutSpec, state: RolloutState, now: datetime) -> tuple[RolloutState, Decision]:
@@ -225,7 +252,7 @@ def _continue(
 
 def _exhausted(spec: RolloutSpec, state: RolloutState, now: datetime) -> str | None:
     assert state.started_at is not None
-    elapsed = (now - state.started_at).total_seconds()
+    elapsed = (now - state.started_at).total_seconds() - state.confirm_wait_s
     if elapsed >= spec.timing.budget - 1e-6:
         return f"time budget {spec.timing.budget / 60:g} min used up"
     max_dwell = spec.timing.max_dwell

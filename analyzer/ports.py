@@ -19,7 +19,7 @@ from analyzer.model import (
 )
 
 if TYPE_CHECKING:
-    from analyzer.config import RolloutSpec
+    from analyzer.config import Hook, RolloutSpec
 
 
 class SourceUnavailable(Exception):
@@ -94,6 +94,24 @@ class LoadGenerator(Protocol):
     def stats(self) -> LoadStats: ...
 
 
+@dataclass(frozen=True)
+class HookResult:
+    hook: str
+    type: str
+    ok: bool
+    status: int | None  # None when no answer came (timeout, refused)
+    answer: str  # the receiver's body, or why no answer came
+    seconds: float
+
+    def describe(self) -> str:
+        got = f"HTTP {self.status}" if self.status is not None else "no answer"
+        return f"hook {self.hook!r} ({self.type}): {got}{': ' + self.answer if self.answer else ''}"
+
+
+class HookRunner(Protocol):
+    def call(self, spec: RolloutSpec, hook: Hook, *, rollout: str, phase: str) -> HookResult: ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -133,3 +151,4 @@ class Adapters:
     clock: Clock
     traces: TraceSource | None = None
     load: LoadGenerator | None = None
+    hooks: HookRunner | None = None

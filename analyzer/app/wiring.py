@@ -17,7 +17,7 @@ from analyzer.config import JaegerSource, Load, Notification, PrometheusSource, 
 from analyzer.model import Event
 from analyzer.notify.log import LogNotifier
 from analyzer.notify.webhook import Delivery, FanOut, WebhookNotifier
-from analyzer.ports import Adapters, Clock, LoadGenerator, MetricSource, Notifier, Store, TraceSource
+from analyzer.ports import Adapters, Clock, HookRunner, LoadGenerator, MetricSource, Notifier, Store, TraceSource
 from analyzer.sim.clock import EPOCH, VirtualClock, WallClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
@@ -70,7 +70,8 @@ def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store 
 
         load = SimulatedLoad(mesh, _checked_load(spec, spec.load, settings or Settings(), simulated=True))
     adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=notifier(spec, settings, store),
-                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed), load=load)
+                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed), load=load,
+                        hooks=hook_runner(spec))
     return SimulatedRig(adapters, mesh, router, clock)
 
 
@@ -125,7 +126,17 @@ def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None, setting
     """Adapters for a rollout on real telemetry; traffic stays in memory until a cluster router is configured."""
     return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(),
                     notifier=notifier(spec, settings, store), store=store, clock=clock or WallClock(),
-                    traces=trace_source(spec), load=load_generator(spec, settings or Settings()))
+                    traces=trace_source(spec), load=load_generator(spec, settings or Settings()),
+                    hooks=hook_runner(spec))
+
+
+def hook_runner(spec: RolloutSpec) -> HookRunner | None:
+    """Gate hooks over HTTP with Flagger's contract, when the spec has any."""
+    if not any(h.type != "event" for h in spec.hooks):
+        return None
+    from analyzer.hooks.http import HttpHooks
+
+    return HttpHooks()
 
 
 def load_generator(spec: RolloutSpec, settings: Settings) -> LoadGenerator | None:
@@ -161,16 +172,22 @@ def notifier(spec: RolloutSpec, settings: Settings | None, store: Store) -> Noti
     settings = settings or Settings()
     targets = [(f"settings.notifications[{i}]", n) for i, n in enumerate(settings.notifications)]
     targets += [(f"notifications[{i}]", n) for i, n in enumerate(spec.notifications)]
-    if not targets:
+    event_hooks = spec.hooks_of("event")
+    if not targets and not event_hooks:
         return LogNotifier()
 
     def record(rollout: str, tick: int, why: str) -> None:
         store.record_event(rollout, tick, Event.NOTIFY_FAILED, why)
 
     delivery = Delivery(on_failure=record)
-    hooks = [WebhookNotifier(n.type, _webhook_url(n, where), delivery, events=n.events,
-                             report_base_url=settings.report_base_url) for where, n in targets]
-    return FanOut([LogNotifier(), *hooks], [delivery])
+    sinks: list[Notifier] = [LogNotifier()]
+    sinks += [WebhookNotifier(n.type, _webhook_url(n, where), delivery, events=n.events,
+                              report_base_url=settings.report_base_url) for where, n in targets]
+    if event_hooks:
+        from analyzer.hooks.http import EventHookNotifier
+
+        sinks.append(EventHookNotifier(event_hooks, delivery))
+    return FanOut(sinks, [delivery])
 
 
 _HTTP_URL = re.compile(r"^https?://[^\s/]+\S*$")
@@ -197,7 +214,7 @@ def _webhook_url(n: Notification, where: str) -> str:
 
 def close(adapters: Adapters) -> None:
     """Stop load and flush what the adapters still hold (queued notifications) at the end of a command."""
-    for part in (adapters.load, adapters.notifier):
+    for part in (adapters.load, adapters.notifier, adapters.hooks):
         close_part = getattr(part, "close", None)
         if close_part is not None:
             close_part()
