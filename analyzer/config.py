@@ -53,6 +53,7 @@ class SubsetRef(Model):
     # defaults to the subset name, which in Bookinfo equals the `version` label.
     version: str | None = None
     replicas: int = Field(default=1, ge=0)
+    deployment: str | None = None  # the Deployment behind the subset (scaling); default <host>-<subset>
 
     @property
     def label_value(self) -> str:
@@ -65,6 +66,13 @@ class SubsetRef(Model):
             raise ValueError(f"{v!r} has characters not allowed in a label value")
         return v
 
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, v: str | None) -> str | None:
+        if v is not None and not _DNS_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid Kubernetes name")
+        return v
+
 
 class Target(Model):
     namespace: str = Field(min_length=1)
@@ -75,6 +83,9 @@ class Target(Model):
     gateways: list[str] = Field(default_factory=list)
     baseline: SubsetRef
     canary: SubsetRef
+    # A third party changed our route's weights or destinations: pause the rollout, or restore our weights.
+    on_drift: Literal["pause", "correct"] = "pause"
+    restore_on_abort: bool = False  # on abort, put the managed route back as it was before the rollout
 
     @field_validator("namespace", "virtual_service", "destination_rule")
     @classmethod
@@ -93,6 +104,10 @@ class Target(Model):
     def destination_rule_name(self) -> str:
         return self.destination_rule or self.virtual_service
 
+    def deployment_of(self, subset: str) -> str:
+        ref = self.baseline if subset == self.baseline.subset else self.canary
+        return ref.deployment or f"{self.host.split('.', 1)[0]}-{subset}"
+
 
 class HeaderPhase(Model):
     """Testers first: requests matching the header go to the canary for at least `min_duration`."""
@@ -108,12 +123,20 @@ class HeaderPhase(Model):
         return HeaderMatch(header=self.header, value=self.value, kind=self.match)
 
 
+class Scaling(Model):
+    """Deployment replicas follow the weights (`kubectl scale` in the manual flow); nothing is deleted."""
+
+    total_replicas: int | None = Field(default=None, ge=1)  # the service's replicas; default baseline.replicas
+    bake_time: Duration = 0.0  # after promotion, wait this long before the baseline goes to 0
+
+
 class Strategy(Model):
     type: Literal["canary", "blue-green", "ab-test"] = "canary"
     steps: list[int] | None = None
     step_weight: int | None = Field(default=None, gt=0, le=100)
     max_weight: int | None = Field(default=None, gt=0, le=100)
     header_phase: HeaderPhase | None = None
+    scaling: Scaling | None = None
     # After promotion: scale the baseline to this many replicas (0 keeps the Deployment, as by hand).
     baseline_replicas_after_promotion: int = Field(default=0, ge=0)
 

@@ -14,6 +14,7 @@ import structlog
 
 from analyzer import policy
 from analyzer.config import HookType, RolloutSpec
+from analyzer.errors import UserError
 from analyzer.judge import judge
 from analyzer.model import (
     Action,
@@ -27,7 +28,9 @@ from analyzer.model import (
     Notify,
     Observation,
     Phase,
+    RestoreRoute,
     RolloutState,
+    RouteDrift,
     Scale,
     SetHeaderRoute,
     SetWeights,
@@ -67,6 +70,7 @@ class Engine:
         self.state = RolloutState(rollout=rollout_id)
         self._load_on = False
         self.last_verdicts: tuple[MetricVerdict, ...] = ()
+        self._fatal: str | None = None  # a UserError from the last actions: retrying will not help
         self.log = structlog.get_logger("analyzer.engine").bind(rollout=rollout_id, target=spec.name)
 
     # ---- lifecycle ----
@@ -81,6 +85,9 @@ class Engine:
         engine = cls(spec, state.rollout, adapters, seed=seed)
         engine.state = state
         if not state.phase.terminal and state.weights:
+            if engine.spec.target.on_drift == "pause" and engine._drifted():
+                engine.log.warning("route_changed_while_down", phase=state.phase.value)
+                return engine
             engine._act(policy.intended_routes(engine.spec, state))
             engine.log.info("resumed", phase=state.phase.value, step=state.step, tick=state.tick)
         engine._drive_load()
@@ -102,6 +109,11 @@ class Engine:
         if state.phase.terminal and command is None:
             return TickOutcome(state, Decision(DecisionKind.HOLD, f"{state.phase.value}"), None, (), ())
         synced = self._reconcile(state, log)
+        if isinstance(synced, RouteDrift):  # someone else moved traffic: do not fight them (target.onDrift)
+            new_state, decision = policy.pause_for_drift(state, now, synced.describe())
+            outcome = self._commit(new_state, decision, None, ())
+            log.warning("route_drift_paused", change=synced.describe())
+            return outcome
         observation: Observation | None = None
         verdicts: list[MetricVerdict] = []
         if state.phase in policy.ACTIVE and command is None:
@@ -204,14 +216,17 @@ class Engine:
 
     def _commit(self, state: RolloutState, decision: Decision, observation: Observation | None,
                 verdicts: tuple[MetricVerdict, ...], *, synced: ActionResult | None = None) -> TickOutcome:
+        before = self.state
         tick_id = self.store.record_intent(self.rollout_id, state, observation, verdicts, decision)
+        self._fatal = None
         results = self._act(decision.actions, tick=state.tick)
         self.store.record_results(tick_id, results)
         failed = [r for r in (*results, *((synced,) if synced else ())) if not r.ok]
         if failed:
             state = replace(state, failures=state.failures + 1)
-            if state.failures >= policy.MAX_ACTION_FAILURES and not state.phase.terminal:
-                reason = f"actions failed on {state.failures} ticks in a row: {failed[0].error}"
+            # A configuration mistake (a missing subset, no ready pod) does not heal by retrying: fail fast.
+            if (state.failures >= policy.MAX_ACTION_FAILURES or self._fatal) and not state.phase.terminal:
+                reason = self._fatal or f"actions failed on {state.failures} ticks in a row: {failed[0].error}"
                 state, decision = policy.fail(state, self.clock.now(), reason)
                 self.store.record_intent(self.rollout_id, state, None, (), decision)
                 self._act(decision.actions)
@@ -221,6 +236,7 @@ class Engine:
         if verdicts:
             self.last_verdicts = verdicts
         self._drive_load()
+        self._announce(before, state, decision)
         return TickOutcome(state, decision, observation, verdicts, results)
 
     def _drive_load(self) -> None:
@@ -237,6 +253,21 @@ class Engine:
                                     f"(target {s.target_rps:g}), client errors {100 * s.client_error_rate:.2f}%")
         self._load_on = on
 
+    def _announce(self, before: RolloutState, state: RolloutState, decision: Decision) -> None:
+        """Phase and step changes go to the notifier; the status goes where operators look (VS annotations)."""
+        moved = (before.phase, before.step) != (state.phase, state.step)
+        if moved and not any(isinstance(a, Notify) for a in decision.actions):
+            step = f" step {state.step + 1}" if state.step >= 0 else ""
+            self.notifier.notify(self.spec, Event.PHASE, f"{state.phase.value}{step}: {state.reason}",
+                                 rollout=self.rollout_id, tick=state.tick)
+        verdict = ", ".join(f"{v.metric}: {v.verdict.value}" for v in self.last_verdicts if v.gate)
+        status = {"rollout": self.rollout_id, "phase": state.phase.value, "step": str(state.step + 1),
+                  "decision": decision.kind.value, "verdict": verdict or "none yet"}
+        try:
+            self.router.annotate(self.spec, status)
+        except Exception as exc:  # the status is informative; a failure must not fail the tick
+            self.log.warning("route_not_annotated", error=str(exc))
+
     def _act(self, actions: tuple[Action, ...], tick: int | None = None) -> tuple[ActionResult, ...]:
         results = []
         for action in actions:
@@ -245,6 +276,8 @@ class Engine:
                 results.append(ActionResult(action, True))
             except Exception as exc:  # an adapter failure must not kill the loop; it is recorded and retried
                 self.log.error("action_failed", action=type(action).__name__, error=str(exc))
+                if isinstance(exc, UserError):
+                    self._fatal = str(exc)
                 results.append(ActionResult(action, False, f"{type(exc).__name__}: {exc}"))
         return tuple(results)
 
@@ -253,14 +286,25 @@ class Engine:
             self.router.set_weights(self.spec, dict(action.weights))
         elif isinstance(action, SetHeaderRoute):
             self.router.set_header_route(self.spec, action.match)
+        elif isinstance(action, RestoreRoute):
+            self.router.restore(self.spec)
         elif isinstance(action, Scale):
             self.scaler.scale(self.spec, action.subset, action.replicas)
         elif isinstance(action, Notify):
             self.notifier.notify(self.spec, action.event, action.message, rollout=self.rollout_id, tick=tick)
             self.store.record_event(self.rollout_id, tick, action.event, action.message)
 
-    def _reconcile(self, state: RolloutState, log: structlog.typing.FilteringBoundLogger) -> ActionResult | None:
-        """Re-apply the intended weights when the route drifted (someone edited it, or an action failed).
+    def _drifted(self) -> bool:
+        try:
+            return self.router.drift(self.spec) is not None
+        except Exception as exc:  # unreadable now: re-apply as before, the next tick looks again
+            self.log.warning("routes_unreadable", error=str(exc))
+            return False
+
+    def _reconcile(self, state: RolloutState,
+                   log: structlog.typing.FilteringBoundLogger) -> ActionResult | RouteDrift | None:
+        """Re-apply the intended weights when our own write failed, or when someone edited the route and the
+        spec says `onDrift: correct`. A third party's edit under `onDrift: pause` is returned as a RouteDrift.
 
         Returns the result of the re-apply (or of reading the routes), None when the routes were in sync.
         """
@@ -274,6 +318,14 @@ class Engine:
             return ActionResult(intended, False, f"{type(exc).__name__}: {exc}")
         if current == dict(state.weights):
             return None
+        if self.spec.target.on_drift == "pause":
+            try:
+                drift = self.router.drift(self.spec)
+            except Exception as exc:
+                log.warning("routes_unreadable", error=str(exc))
+                return ActionResult(intended, False, f"{type(exc).__name__}: {exc}")
+            if drift is not None:
+                return drift
         log.warning("route_drift_corrected", found=current, intended=dict(state.weights))
         self.store.record_event(self.rollout_id, state.tick, Event.DRIFT, f"weights {current} reset to "
                                 f"{dict(state.weights)}")

@@ -91,6 +91,7 @@ class Event(StrEnum):
     INCONCLUSIVE = "inconclusive"
     FAILED = "failed"
     DRIFT = "drift"
+    PHASE = "phase"  # a phase or step change (announced to the notifier, e.g. as a Kubernetes Event)
     SOURCE_UNAVAILABLE = "source-unavailable"
     TRACE_SOURCE_UNAVAILABLE = "trace-source-unavailable"
     NOTIFY_FAILED = "notify-failed"
@@ -230,12 +231,31 @@ class Scale:
 
 
 @dataclass(frozen=True)
+class RestoreRoute:
+    """Put the managed route back as it was before the rollout (abort with `target.restoreOnAbort`)."""
+
+
+@dataclass(frozen=True)
 class Notify:
     event: Event
     message: str
 
 
-Action = SetWeights | SetHeaderRoute | Scale | Notify
+Action = SetWeights | SetHeaderRoute | Scale | Notify | RestoreRoute
+
+
+@dataclass(frozen=True)
+class RouteDrift:
+    """Someone else changed the managed route since our last write (an operator moving traffic back by hand)."""
+
+    found: Mapping[str, int]  # the weights now on the route (empty when the route itself is gone)
+    ours: Mapping[str, int]  # the weights we wrote last
+    manager: str | None  # who, from the object's managedFields, when known
+    detail: str  # what changed, in plain words
+
+    def describe(self) -> str:
+        who = f" by {self.manager}" if self.manager else ""
+        return f"route changed{who}: {self.detail}"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Transitions: the one table is docs/state-machine.md; each row is a branch below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from analyzer.model import (
     MetricVerdict,
     Notify,
     Phase,
+    RestoreRoute,
     RolloutState,
     Scale,
     SetHeaderRoute,
@@ -35,6 +37,21 @@ ACTIVE = frozenset({Phase.HEADER_TESTING, Phase.PROGRESSING})
 def weights_for(spec: RolloutSpec, canary_weight: int) -> dict[str, int]:
     t = spec.target
     return {t.baseline.subset: 100 - canary_weight, t.canary.subset: canary_weight}
+
+
+def canary_replicas(spec: RolloutSpec, canary_weight: int) -> int:
+    """With `strategy.scaling`: enough canary replicas for its share of the service, and at least 1."""
+    scaling = spec.strategy.scaling
+    assert scaling is not None
+    total = scaling.total_replicas or spec.target.baseline.replicas
+    return max(1, spec.target.canary.replicas, math.ceil(total * canary_weight / 100))
+
+
+def _scaled(spec: RolloutSpec, canary_weight: int, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+    """Scale the canary up before the weights move to it (a no-op without `strategy.scaling`)."""
+    if spec.strategy.scaling is None:
+        return actions
+    return (Scale(spec.target.canary.subset, canary_replicas(spec, canary_weight)), *actions)
 
 
 def partial_steps(spec: RolloutSpec) -> list[int]:
@@ -123,6 +140,10 @@ def decide(
             return fail(state, now, f"stopped before any traffic moved: {hooks.stop}")
         return _begin_testing(spec, state, now)
     if state.phase is Phase.PROMOTING:
+        bake = spec.strategy.scaling.bake_time if spec.strategy.scaling else 0.0
+        if bake and state.decided_at is not None and now < state.decided_at + timedelta(seconds=bake):
+            left = (state.decided_at + timedelta(seconds=bake) - now).total_seconds()
+            return state, Decision(DecisionKind.HOLD, f"promoted; baseline kept for the bake time ({left:g}s left)")
         nxt = replace(state, phase=Phase.SUCCEEDED, reason=state.reason)
         scale = Scale(spec.target.baseline.subset, spec.strategy.baseline_replicas_after_promotion)
         return nxt, Decision(DecisionKind.FINISH, "promoted: baseline scaled down and kept", (scale,))
@@ -181,14 +202,14 @@ def _enter_step(spec: RolloutSpec, state: RolloutState, step: int, now: datetime
     actions: tuple[Action, ...] = (_set_weights(spec, weight), Notify(Event.ADVANCED, reason))
     if state.header_route:
         actions = (HEADER_OFF, *actions)
-    return nxt, Decision(DecisionKind.ADVANCE, reason, actions)
+    return nxt, Decision(DecisionKind.ADVANCE, reason, _scaled(spec, weight, actions))
 
 
 def _promote(spec: RolloutSpec, state: RolloutState, now: datetime, reason: str) -> tuple[RolloutState, Decision]:
     nxt = replace(state, phase=Phase.PROMOTING, weights=weights_for(spec, 100), header_route=False, reason=reason,
                   decided_at=now)
-    return nxt, Decision(DecisionKind.PROMOTE, reason,
-                         (_set_weights(spec, 100), HEADER_OFF, Notify(Event.PROMOTED, reason)))
+    actions = _scaled(spec, 100, (_set_weights(spec, 100), HEADER_OFF, Notify(Event.PROMOTED, reason)))
+    return nxt, Decision(DecisionKind.PROMOTE, reason, actions)
 
 
 def _rollback(spec: RolloutSpec, state: RolloutState, now: datetime, reason: str,
@@ -196,6 +217,8 @@ def _rollback(spec: RolloutSpec, state: RolloutState, now: datetime, reason: str
     phase = Phase.ABORTED if abort else Phase.ROLLING_BACK
     kind, event = (DecisionKind.ABORT, Event.ABORT) if abort else (DecisionKind.ROLLBACK, Event.ROLLBACK)
     nxt = replace(state, phase=phase, weights=weights_for(spec, 0), header_route=False, reason=reason, decided_at=now)
+    if abort and spec.target.restore_on_abort:
+        return nxt, Decision(kind, reason, (RestoreRoute(), Notify(event, reason)))
     return nxt, Decision(kind, reason, (_set_weights(spec, 0), HEADER_OFF, Notify(event, reason)))
 
 
@@ -296,6 +319,14 @@ def _command(spec: RolloutSpec, state: RolloutState, command: Command, now: date
         # A resumed rollout gets a fresh budget from now on.
         nxt = replace(nxt, started_at=now)
     return nxt, Decision(DecisionKind.RESUME, nxt.reason, intended_routes(spec, nxt))
+
+
+def pause_for_drift(state: RolloutState, now: datetime, change: str) -> tuple[RolloutState, Decision]:
+    """A third party changed our route: stop moving traffic and say what changed and who (resume re-applies)."""
+    reason = f"paused: {change}; resume to re-apply the rollout's weights, or abort"
+    nxt = replace(state, tick=state.tick + 1, phase=Phase.PAUSED, paused_from=state.phase, reason=reason,
+                  decided_at=now)
+    return nxt, Decision(DecisionKind.PAUSE, reason, (Notify(Event.DRIFT, reason),))
 
 
 def fail(state: RolloutState, now: datetime, reason: str) -> tuple[RolloutState, Decision]:

@@ -15,6 +15,7 @@ from analyzer.model import (
     MetricVerdict,
     Observation,
     RolloutState,
+    RouteDrift,
     Span,
 )
 
@@ -54,6 +55,21 @@ class TrafficRouter(Protocol):
 
     def set_header_route(self, spec: RolloutSpec, match: HeaderMatch | None) -> None:
         """Idempotent: route requests matching `match` to the canary subset; None removes that route."""
+        ...
+
+    def drift(self, spec: RolloutSpec) -> RouteDrift | None:
+        """What a third party changed on the managed route since our last write, and who; None when nothing.
+
+        A route that differs from the intent because our own write failed is not drift (the engine retries).
+        """
+        ...
+
+    def restore(self, spec: RolloutSpec) -> None:
+        """Put the managed route back as it was before the rollout's first write, header route removed."""
+        ...
+
+    def annotate(self, spec: RolloutSpec, status: dict[str, str]) -> None:
+        """Record the rollout's status (rollout id, phase, step, verdict) where operators look for it."""
         ...
 
 

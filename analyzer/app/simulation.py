@@ -14,7 +14,7 @@ import numpy as np
 from analyzer.app import wiring
 from analyzer.config import RolloutSpec
 from analyzer.engine import Engine, TickOutcome, decision_minute
-from analyzer.model import OUTCOME_BY_PHASE, MetricVerdict
+from analyzer.model import OUTCOME_BY_PHASE, Command, MetricVerdict
 from analyzer.ports import Store
 from analyzer.sim.scenario import Scenario
 
@@ -76,9 +76,16 @@ def run_rollout(
     rollout_id: str | None = None,
     on_tick: Callable[[Engine, TickOutcome], None] | None = None,
     spec_text: str = "",
+    cluster: wiring.ClusterAdapters | None = None,
+    commands: dict[int, Command] | None = None,
 ) -> RunResult:
-    """One rollout in virtual time. The loop is closed: the mesh routes by the router the engine drives."""
-    rig = wiring.simulated(spec, scenario, seed=seed, store=store)
+    """One rollout in virtual time. The loop is closed: the mesh routes by the router the engine drives.
+
+    By default the routes, replicas and notifications stay in memory; with a cluster's adapters the rollout
+    drives a real VirtualService (Deployments, Events) while the metrics stay simulated. `commands` gives
+    operator commands by tick number (e.g. {12: Command.ABORT}).
+    """
+    rig = wiring.simulated(spec, scenario, seed=seed, store=store, cluster=cluster)
     clock, router, mesh, store = rig.clock, rig.router, rig.mesh, rig.adapters.store
     rollout_id = rollout_id or f"{spec.name}-{scenario.name}-{seed}"
     store.create_rollout(rollout_id, spec, spec_text, {"mode": "simulated", "scenario": scenario.name, "seed": seed})
@@ -90,7 +97,7 @@ def run_rollout(
         if engine.done:
             break
         clock.advance(spec.timing.interval)
-        outcome = engine.tick()
+        outcome = engine.tick((commands or {}).get(engine.state.tick + 1))
         w = router.get_weights(spec)[spec.target.canary.subset]
         if w and (not steps or steps[-1] != w):
             steps.append(w)

@@ -17,7 +17,18 @@ from analyzer.config import JaegerSource, Load, Notification, PrometheusSource, 
 from analyzer.model import Event
 from analyzer.notify.log import LogNotifier
 from analyzer.notify.webhook import Delivery, FanOut, WebhookNotifier
-from analyzer.ports import Adapters, Clock, HookRunner, LoadGenerator, MetricSource, Notifier, Store, TraceSource
+from analyzer.ports import (
+    Adapters,
+    Clock,
+    HookRunner,
+    LoadGenerator,
+    MetricSource,
+    Notifier,
+    Scaler,
+    Store,
+    TraceSource,
+    TrafficRouter,
+)
 from analyzer.sim.clock import EPOCH, VirtualClock, WallClock
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Scenario
@@ -37,6 +48,14 @@ class Settings:
     report_base_url: str | None = None  # where the service serves /v1/rollouts/{id}/report, for links
     allowed_load_hosts: tuple[str, ...] = ()  # hosts a spec's load may target besides the rollout's own host
     max_load_rps: float = 100.0  # cap on any spec's load rate
+    # The cluster whose VirtualServices, Deployments and Events a rollout drives (none: routes stay in memory).
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    in_cluster: bool = False  # the pod's service account (`serve` in a cluster)
+
+    @property
+    def cluster(self) -> bool:
+        return self.in_cluster or self.kubeconfig is not None or self.kube_context is not None
 
 
 @dataclass(frozen=True)
@@ -45,8 +64,39 @@ class SimulatedRig:
 
     adapters: Adapters
     mesh: SimulatedMesh
-    router: MemoryRouter
+    router: TrafficRouter
     clock: VirtualClock
+
+
+@dataclass(frozen=True)
+class ClusterAdapters:
+    """The Kubernetes side: the Istio router, the Deployment scaler and the Event notifier, on one ApiClient."""
+
+    router: TrafficRouter
+    scaler: Scaler
+    notifier: Notifier
+
+
+def cluster(settings: Settings) -> ClusterAdapters:
+    """Raises KubeConfigError (a UserError: one clear line) when the cluster or Istio cannot be reached."""
+    import os
+    import socket
+
+    from analyzer.kube.client import KubeSettings, api_client, istio_version
+    from analyzer.notify.kube_events import KubeEventNotifier
+    from analyzer.traffic.istio import IstioRouter
+    from analyzer.workloads.kubernetes import DeploymentScaler
+
+    kube = KubeSettings(kubeconfig=settings.kubeconfig, context=settings.kube_context,
+                        in_cluster=settings.in_cluster)
+    api = api_client(kube)
+    version = istio_version(api)  # discovered once; also proves the cluster answers before a rollout starts
+    instance = os.environ.get("POD_NAME") or socket.gethostname()
+    return ClusterAdapters(
+        router=IstioRouter(api, version=version, timeout=kube.timeout),
+        scaler=DeploymentScaler(api, timeout=kube.timeout),
+        notifier=KubeEventNotifier(api, version=version, instance=instance, timeout=kube.timeout),
+    )
 
 
 def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
@@ -58,20 +108,27 @@ def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
 
 
 def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store | None = None,
-              clock: VirtualClock | None = None, settings: Settings | None = None) -> SimulatedRig:
-    """The embedded default: a closed loop in which the mesh routes by the router the engine drives."""
+              clock: VirtualClock | None = None, settings: Settings | None = None,
+              cluster: ClusterAdapters | None = None) -> SimulatedRig:
+    """The embedded default: a closed loop in which the mesh routes by the router the engine drives.
+
+    With a cluster's adapters the rollout drives a real VirtualService (and Deployments, Events) while the
+    metrics stay simulated (`demo --kubeconfig`).
+    """
     clock = clock or VirtualClock(EPOCH)
     store = store or NullStore()
-    router = MemoryRouter()
-    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(), edges=spec.analysis.bucket_edges)
+    router = cluster.router if cluster else MemoryRouter()
+    mesh = SimulatedMesh(scenario, router, seed=seed, start=clock.now(),  # type: ignore[arg-type]
+                         edges=spec.analysis.bucket_edges)
     load = None
     if spec.load is not None:
         from analyzer.sim.load import SimulatedLoad
 
         load = SimulatedLoad(mesh, _checked_load(spec, spec.load, settings or Settings(), simulated=True))
-    adapters = Adapters(metrics=mesh, router=router, scaler=MemoryScaler(), notifier=notifier(spec, settings, store),
-                        store=store, clock=clock, traces=_simulated_traces(spec, scenario, mesh, seed), load=load,
-                        hooks=hook_runner(spec))
+    extra = (cluster.notifier,) if cluster else ()
+    adapters = Adapters(metrics=mesh, router=router, scaler=cluster.scaler if cluster else MemoryScaler(),
+                        notifier=notifier(spec, settings, store, extra=extra), store=store, clock=clock,
+                        traces=_simulated_traces(spec, scenario, mesh, seed), load=load, hooks=hook_runner(spec))
     return SimulatedRig(adapters, mesh, router, clock)
 
 
@@ -123,11 +180,13 @@ def trace_source(spec: RolloutSpec) -> TraceSource | None:
 
 
 def live(spec: RolloutSpec, *, store: Store, clock: Clock | None = None, settings: Settings | None = None) -> Adapters:
-    """Adapters for a rollout on real telemetry; traffic stays in memory until a cluster router is configured."""
-    return Adapters(metrics=metric_source(spec), router=MemoryRouter(), scaler=MemoryScaler(),
-                    notifier=notifier(spec, settings, store), store=store, clock=clock or WallClock(),
-                    traces=trace_source(spec), load=load_generator(spec, settings or Settings()),
-                    hooks=hook_runner(spec))
+    """Adapters for a rollout on real telemetry; traffic stays in memory unless the settings name a cluster."""
+    kube = cluster(settings) if settings is not None and settings.cluster else None
+    return Adapters(metrics=metric_source(spec), router=kube.router if kube else MemoryRouter(),
+                    scaler=kube.scaler if kube else MemoryScaler(),
+                    notifier=notifier(spec, settings, store, extra=(kube.notifier,) if kube else ()), store=store,
+                    clock=clock or WallClock(), traces=trace_source(spec),
+                    load=load_generator(spec, settings or Settings()), hooks=hook_runner(spec))
 
 
 def hook_runner(spec: RolloutSpec) -> HookRunner | None:
@@ -167,20 +226,22 @@ def _checked_load(spec: RolloutSpec, load: Load, settings: Settings, *, simulate
     return load.rps
 
 
-def notifier(spec: RolloutSpec, settings: Settings | None, store: Store) -> Notifier:
-    """The log, plus every chat or webhook target of the process settings and of the spec."""
+def notifier(spec: RolloutSpec, settings: Settings | None, store: Store, *,
+             extra: tuple[Notifier, ...] = ()) -> Notifier:
+    """The log, plus every chat or webhook target of the process settings and of the spec, plus `extra`
+    (the cluster's Kubernetes Events)."""
     settings = settings or Settings()
     targets = [(f"settings.notifications[{i}]", n) for i, n in enumerate(settings.notifications)]
     targets += [(f"notifications[{i}]", n) for i, n in enumerate(spec.notifications)]
     event_hooks = spec.hooks_of("event")
     if not targets and not event_hooks:
-        return LogNotifier()
+        return FanOut([LogNotifier(), *extra]) if extra else LogNotifier()
 
     def record(rollout: str, tick: int, why: str) -> None:
         store.record_event(rollout, tick, Event.NOTIFY_FAILED, why)
 
     delivery = Delivery(on_failure=record)
-    sinks: list[Notifier] = [LogNotifier()]
+    sinks: list[Notifier] = [LogNotifier(), *extra]
     sinks += [WebhookNotifier(n.type, _webhook_url(n, where), delivery, events=n.events,
                               report_base_url=settings.report_base_url) for where, n in targets]
     if event_hooks:

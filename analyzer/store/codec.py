@@ -29,6 +29,7 @@ from analyzer.model import (
     MetricVerdict,
     Notify,
     Observation,
+    RestoreRoute,
     RolloutState,
     Scale,
     SetHeaderRoute,
@@ -218,6 +219,8 @@ def encode_action(a: Action) -> JSON:
             return {"type": "scale", "subset": s, "replicas": r}
         case Notify(event=e, message=msg):
             return {"type": "notify", "event": str(e), "message": msg}
+        case RestoreRoute():
+            return {"type": "restore_route"}
     raise TypeError(f"not an action: {a!r}")
 
 
@@ -232,6 +235,8 @@ def decode_action(d: JSON) -> Action:
         return Scale(subset=d["subset"], replicas=d["replicas"])
     if kind == "notify":
         return Notify(event=Event(d["event"]), message=d["message"])
+    if kind == "restore_route":
+        return RestoreRoute()
     raise ValueError(f"unknown action type {kind!r}")
 
 

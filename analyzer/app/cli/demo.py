@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from analyzer.app.simulation import RunResult, run_rollout
+from analyzer.app.wiring import ClusterAdapters
 from analyzer.config import Load, RolloutSpec, SpecError
 from analyzer.engine import Engine, TickOutcome
 from analyzer.ports import Store
@@ -32,7 +33,8 @@ def _evidence_text(outcome: TickOutcome) -> str:
 
 
 def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int, store: Store,
-             live: bool = True) -> RunResult:
+             live: bool = True, adapters: ClusterAdapters | None = None) -> RunResult:
+    """`adapters` (a cluster's router, scaler and notifier) replace the in-memory ones; metrics stay simulated."""
     console = Console(highlight=False)
     if live:
         console.print(f"[bold]Rollout {spec.name}[/] ({spec.target.namespace}/{spec.target.virtual_service}: "
@@ -53,8 +55,11 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
         console.print(f"min {minute:5.1f}  {s.phase.value:<14} {step:<7} {w:<22} {_evidence_text(outcome):<42} "
                       f"{outcome.decision.kind}", markup=False)
 
+    if live and adapters is not None:
+        console.print(f"  routes: VirtualService {spec.target.namespace}/{spec.target.virtual_service} in the "
+                      "cluster (metrics simulated)\n")
     result = run_rollout(spec, scenario, seed=seed, store=store, on_tick=on_tick, spec_text=spec_text,
-                         rollout_id=f"{spec.name}-{scenario.name}-{seed}-{_stamp()}")
+                         rollout_id=f"{spec.name}-{scenario.name}-{seed}-{_stamp()}", cluster=adapters)
     if live:
         _summary(console, result)
     return result

@@ -55,6 +55,10 @@ def demo(
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
     load: Annotated[float | None, typer.Option(help="Synthetic load in rps during the analysis (overrides load.rps)")
                     ] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Drive the spec's real VirtualService (and Deployments, Events) in this cluster; metrics stay "
+             "simulated")] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context (implies --kubeconfig's default)")] = None,
 ) -> None:
     """Run one whole rollout on the simulated mesh, in virtual time."""
     from analyzer.app.cli.demo import run_demo, with_load
@@ -62,7 +66,11 @@ def demo(
     spec, text = load_spec_text(config)
     if load is not None:
         spec = with_load(spec, load)
-    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json)
+    settings = wiring.Settings(db=db, kubeconfig=None if kubeconfig is None else str(kubeconfig),
+                               kube_context=context)
+    kube = wiring.cluster(settings) if settings.cluster else None
+    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json,
+                      adapters=kube)
     if as_json:
         _print_json(result.to_json())
 
