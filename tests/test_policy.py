@@ -237,3 +237,49 @@ def test_judge_context_expected_share_and_warmup() -> None:
     assert not policy.judge_context(spec, state, T0 + 4 * MIN).warmup
     assert not policy.judge_context(SPEC, at_step(2), T0).assess_promotion  # dwell not yet possible
     assert policy.judge_context(SPEC, replace(at_step(2), step_ticks=2), T0).assess_promotion
+
+
+SCALED = parse_spec({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                     "strategy": {**SPEC.strategy.model_dump(by_alias=True, exclude_none=True),
+                                  "scaling": {"totalReplicas": 4, "bakeTime": "2m"}},
+                     "target": {**SPEC.target.model_dump(by_alias=True, exclude_none=True), "restoreOnAbort": True}})
+
+
+def test_scaling_before_each_step_and_bake_before_scaling_the_baseline_down() -> None:
+    steps = policy.partial_steps(SCALED)
+    for i, weight in enumerate(steps):
+        state = at_step(i, SCALED) if i else replace(started(SCALED)[0], phase=Phase.HEADER_TESTING,
+                                                         header_route=True, step_started_at=T0)
+        state = replace(state, step_ticks=SCALED.timing.min_dwell - 1)
+        now = T0 + 10 * MIN
+        nxt, decision = policy.decide(SCALED, state, PASS if i == len(steps) - 1 else OK, now)
+        target = 100 if i == len(steps) - 1 else steps[i + 1] if i else steps[0]
+        scale = decision.actions[0]
+        assert isinstance(scale, Scale) and scale.subset == "v2"
+        assert scale.replicas == max(1, -(-4 * target // 100))  # ceil(4 x weight), before the weights move
+        assert weights_of(decision) == policy.weights_for(SCALED, target)
+    promoting = replace(nxt, phase=Phase.PROMOTING)
+    held, decision = policy.decide(SCALED, promoting, [], now + MIN)
+    assert held.phase is Phase.PROMOTING and decision.kind == "hold" and "bake" in decision.reason
+    done, decision = policy.decide(SCALED, promoting, [], now + 2 * MIN)
+    assert done.phase is Phase.SUCCEEDED and decision.actions == (Scale("v1", 0),)
+
+
+def test_abort_restores_the_original_route_when_asked() -> None:
+    from analyzer.model import Command, RestoreRoute
+
+    _, decision = policy.decide(SCALED, at_step(1, SCALED), [], T0 + MIN, Command.ABORT)
+    assert decision.actions[0] == RestoreRoute() and weights_of(decision) is None
+    _, decision = policy.decide(SPEC, at_step(1), [], T0 + MIN, Command.ABORT)
+    assert weights_of(decision) == {"v1": 100, "v2": 0}
+
+
+def test_drift_pauses_with_what_and_who_and_resume_reapplies() -> None:
+    from analyzer.model import Command, Event
+
+    state = at_step(1)
+    paused, decision = policy.pause_for_drift(state, T0 + MIN, "route changed by kubectl-edit: v2 25 became 0")
+    assert paused.phase is Phase.PAUSED and paused.paused_from is Phase.PROGRESSING
+    assert decision.actions == (Notify(Event.DRIFT, paused.reason),) and "kubectl-edit" in paused.reason
+    resumed, decision = policy.decide(SPEC, paused, [], T0 + 2 * MIN, Command.RESUME)
+    assert resumed.phase is Phase.PROGRESSING and weights_of(decision) == dict(state.weights)
