@@ -247,7 +247,7 @@ SCALED = parse_spec({**SPEC.model_dump(by_alias=True, exclude_none=True),
 
 def test_scaling_before_each_step_and_bake_before_scaling_the_baseline_down() -> None:
     steps = policy.partial_steps(SCALED)
-    for i, weight in enumerate(steps):
+    for i in range(len(steps)):
         state = at_step(i, SCALED) if i else replace(started(SCALED)[0], phase=Phase.HEADER_TESTING,
                                                          header_route=True, step_started_at=T0)
         state = replace(state, step_ticks=SCALED.timing.min_dwell - 1)

@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from analyzer.config import JaegerSource, Load, Notification, PrometheusSource, RolloutSpec, SpecError
@@ -35,6 +36,9 @@ from analyzer.sim.scenario import Scenario
 from analyzer.store.null import NullStore
 from analyzer.traffic.memory import MemoryRouter
 from analyzer.workloads.memory import MemoryScaler
+
+if TYPE_CHECKING:
+    from analyzer.kube.lease import LeaseElector
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,16 @@ def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
     from analyzer.store.sql import SqlStore
 
     return SqlStore(url, clock=clock)
+
+
+def leader_elector(settings: Settings, *, namespace: str, name: str = "canary-analyzer",
+                   identity: str | None = None) -> LeaseElector:
+    """The Lease election the daemon runs in a cluster: only the holder ticks rollouts."""
+    from analyzer.kube.client import KubeSettings, api_client
+    from analyzer.kube.lease import LeaseElector
+
+    kube = KubeSettings(kubeconfig=settings.kubeconfig, context=settings.kube_context, in_cluster=settings.in_cluster)
+    return LeaseElector(api_client(kube), namespace=namespace, name=name, identity=identity)
 
 
 def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store | None = None,
