@@ -117,8 +117,8 @@ def test_whole_rollout_on_reviews_header_phase_steps_promotion_and_scaling() -> 
         assert all(e["involvedObject"]["uid"] == uid and e["involvedObject"]["kind"] == "VirtualService"
                    for e in events)
         reasons = [e["reason"] for e in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))]
-        assert reasons[0] == "PhaseChanged" and "Promoted" in reasons
-        assert reasons.count("PhaseChanged") >= 5  # initializing, header phase, 3 steps (then succeeded)
+        # Initializing, the header phase and 3 steps, promotion, and Succeeded after the bake time.
+        assert reasons == ["PhaseChanged", *["Advanced"] * 4, "Promoted", "PhaseChanged"]
 
 
 def test_rollback_returns_all_traffic_to_the_baseline() -> None:
