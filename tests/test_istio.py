@@ -77,6 +77,12 @@ def test_kubeconfig_and_context_select_the_cluster(tmp_path) -> None:  # type: i
             api_client(KubeSettings(kubeconfig=str(tmp_path / "none")))
 
 
+def test_in_cluster_outside_a_pod_is_one_clear_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(KubeConfigError, match="cannot use the in-cluster service account"):
+        api_client(KubeSettings(in_cluster=True))
+
+
 # ---- whole rollouts through the engine ----
 
 

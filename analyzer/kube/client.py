@@ -61,7 +61,10 @@ def api_client(settings: KubeSettings) -> client.ApiClient:
                 raise KubeConfigError(f"--kubeconfig: {path!r} is not a readable file")
             config.load_kube_config(config_file=path, context=settings.context, client_configuration=cfg)
     except ConfigException as exc:
-        where = f"context {settings.context!r}" if settings.context else "the kubeconfig"
+        if settings.running_in_cluster:
+            where = "the in-cluster service account"
+        else:
+            where = f"context {settings.context!r}" if settings.context else "the kubeconfig"
         raise KubeConfigError(f"cannot use {where}: {exc}") from None
     cfg.retries = 0  # our callers retry where it is safe; the default turns one timeout into four
     api = client.ApiClient(cfg)
