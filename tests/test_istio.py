@@ -329,9 +329,21 @@ def test_unready_pods_do_not_count() -> None:
                 c.fake.write_direct("", "pods", NS, pod["metadata"]["name"],
                                     lambda p: p["status"].update(conditions=[{"type": "Ready", "status": "False"}]),
                                     manager="kubelet")
-        with pytest.raises(SubsetCheckError, match=r"subset 'v2' .* \(labels version=v2\) selects no ready pod .* "
-                                                   r"\(1 pods, 0 ready\)"):
+        with pytest.raises(SubsetCheckError, match=r"subset 'v2' .* \(labels version=v2\) selects no ready pod of "
+                                                   r"Deployment reviews-v2 .* \(1 pods, 0 ready\)"):
             c.router.set_weights(reviews_spec(), {"v1": 90, "v2": 10})
+
+
+def test_subset_labels_count_only_the_subsets_own_pods() -> None:
+    """version=v1 alone also selects ratings-v1, details-v1 and productpage-v1: those must not count."""
+    with bookinfo() as c:
+        c.fake.write_direct("apps", "deployments", NS, "reviews-v1", lambda d: d["spec"].update(replicas=0),
+                            manager="kubectl-scale")
+        assert any(p["metadata"]["labels"].get("version") == "v1" for p in c.fake.items("", "pods", NS))
+        with pytest.raises(SubsetCheckError, match=r"subset 'v1' .* selects no ready pod of Deployment reviews-v1"):
+            c.router.set_weights(reviews_spec(), {"v1": 90, "v2": 10})
+        pods = c.fake.requests(method="GET", plural="pods")
+        assert pods[-1].query["labelSelector"] == "version=v1,app=reviews"
 
 
 def test_an_unknown_route_name_is_named() -> None:

@@ -78,6 +78,7 @@ class IstioRouter:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
         self._version = version
         self.timeout = timeout
         self.max_conflicts = max_conflicts
@@ -220,12 +221,30 @@ class IstioRouter:
         for ref in (t.baseline, t.canary):
             labels = subsets[ref.subset].get("labels") or {}
             selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            found = self.core.list_namespaced_pod(t.namespace, label_selector=selector or None,
+            # Subset labels alone (version=v2) also match other apps' pods: narrow them to the subset's
+            # Deployment, whose selector its scale subresource tells.
+            deployment = t.deployment_of(ref.subset)
+            owner = self._deployment_selector(t.namespace, deployment)
+            query = ",".join(dict.fromkeys(filter(None, f"{selector},{owner or ''}".split(","))))
+            found = self.core.list_namespaced_pod(t.namespace, label_selector=query or None,
                                                   _request_timeout=self.timeout)
             ready = [p for p in found.items if _ready(p)]
             if not ready:
+                of = f" of Deployment {deployment}" if owner else ""
                 raise SubsetCheckError(f"subset {ref.subset!r} of {where} (labels {selector or 'none'}) selects "
-                                       f"no ready pod in namespace {t.namespace} ({len(found.items)} pods, 0 ready)")
+                                       f"no ready pod{of} in namespace {t.namespace} ({len(found.items)} pods, "
+                                       "0 ready)")
+
+    def _deployment_selector(self, namespace: str, name: str) -> str | None:
+        """The Deployment's label selector (from its scale subresource); None when there is no such Deployment."""
+        try:
+            scale = self.apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                log.info("subset check without a deployment selector", deployment=name)
+                return None
+            raise
+        return (scale.status.selector if scale.status else None) or None
 
     def other_claims(self, spec: RolloutSpec) -> list[str]:
         """Other VirtualServices in the namespace that also route our host: Istio applies only one of them for
