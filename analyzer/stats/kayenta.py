@@ -1,7 +1,16 @@
-"""An independent re-implementation of Kayenta's NetflixACAJudge-v1.0 (peers.md §b), for benchmarks and interop.
+"""An independent port of Kayenta's NetflixACAJudge-v1.0 (peers.md §b), for `judge: kayenta`, benchmarks and interop.
 
 Pure: plain arrays in (one control and one experiment array per metric, NaN = missing point), frozen results out.
 The judge sees time-series points, not requests; its statistical weaknesses are documented in statistics.md §8.1.
+
+The components are Kayenta's, ported with its names so its unit tests port one to one:
+`kayenta_mw` (Mann–Whitney CI by Brent's method), `kayenta_stats` (summaries, R-7 percentile, effect sizes),
+`kayenta_transforms` (NaN handling, IQR/KSigma detectors, noise), `kayenta_classifiers` and `kayenta_scoring`.
+Where Kayenta's numbers come from its numerics we follow Kayenta, not the exact answer:
+* The CI and the estimate are where Brent's method (absolute tolerance 1e-4) stops, not the exact jump of the
+  step function Z(μ); on small-valued or zero-inflated data that changes labels (see `kayenta_mw`).
+* The deviation (mean ratio) is 1.0 in each early exit (no data, identical samples, one value on both sides).
+* Tie-breaking noise for two constant samples comes from a seeded numpy generator, not the JVM's Random.
 """
 
 from __future__ import annotations
@@ -13,17 +22,35 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
-from analyzer.stats.kayenta_mw import mw_interval
+from analyzer.stats.kayenta_classifiers import (
+    ERROR,
+    HIGH,
+    LOW,
+    NODATA,
+    NODATA_FAIL,
+    PASS,
+    Direction,
+    MannWhitneyClassifier,
+)
+from analyzer.stats.kayenta_scoring import (
+    SUMMARY_FAIL,
+    SUMMARY_MARGINAL,
+    SUMMARY_PASS,
+    GroupScore,
+    ThresholdScoreClassifier,
+    WeightedSumScorer,
+)
+from analyzer.stats.kayenta_stats import MetricStatistics, summary
+from analyzer.stats.kayenta_transforms import IQRDetector, remove_nans, remove_outliers, replace_nans
+
+__all__ = [
+    "CONFIDENCE", "ERROR", "HIGH", "LOW", "NODATA", "NODATA_FAIL", "PASS", "SUMMARY_FAIL", "SUMMARY_MARGINAL",
+    "SUMMARY_PASS", "TOLERANCE", "GroupScore", "Judgement", "KayentaConfig", "MetricConfig", "MetricResult",
+    "classify_metric", "config_from_dict", "judge", "metric_config_from_dict", "preprocess", "score",
+]
 
 FloatArray = NDArray[np.float64]
-Direction = Literal["increase", "decrease", "either"]
-
-# Classification labels exactly as Kayenta names them.
-PASS, HIGH, LOW, NODATA, NODATA_FAIL, ERROR = "Pass", "High", "Low", "Nodata", "NodataFailMetric", "Error"
-# Summary labels of ThresholdScoreClassifier.
-SUMMARY_PASS, SUMMARY_MARGINAL, SUMMARY_FAIL = "Pass", "Marginal", "Fail"
 
 CONFIDENCE = 0.98  # hard-coded by NetflixACAJudge (overrides the classifier's 0.95)
 TOLERANCE = 0.25
@@ -68,15 +95,6 @@ class KayentaConfig:
 
 
 @dataclass(frozen=True)
-class SideStats:
-    count: int
-    mean: float
-    std: float
-    min: float
-    max: float
-
-
-@dataclass(frozen=True)
 class MetricResult:
     name: str
     classification: str  # Pass | High | Low | Nodata | NodataFailMetric | Error
@@ -84,21 +102,13 @@ class MetricResult:
     critical: bool  # True only for a critical failure (zeroes the canary score)
     groups: tuple[str, ...]
     muted: bool
-    ratio: float  # mean(E)/mean(C), the "deviation" Kayenta reports; NaN when a mean is 0
+    ratio: float  # mean(E)/mean(C), the "deviation" Kayenta reports; 1.0 in early exits, NaN when a mean is 0
     effect_size: float  # the measure the gate used (meanRatio or cles)
     lower: float | None = None  # MW CI for the shift E − C
     upper: float | None = None
     estimate: float | None = None
-    control: SideStats | None = None
-    experiment: SideStats | None = None
-
-
-@dataclass(frozen=True)
-class GroupScore:
-    name: str
-    score: float
-    no_data: bool
-    counts: Mapping[str, int]
+    control: MetricStatistics | None = None
+    experiment: MetricStatistics | None = None
 
 
 @dataclass(frozen=True)
@@ -110,43 +120,12 @@ class Judgement:
     metrics: tuple[MetricResult, ...]
 
 
-# ---- preprocessing (peers.md §b.3) ----
-
-
 def preprocess(values: ArrayLike, cfg: MetricConfig) -> FloatArray:
-    """NaN handling, then optional IQR outlier removal with fences widened to P1/P99."""
-    a = np.asarray(values, dtype=float).ravel()
-    nan = np.isnan(a)
-    a = np.where(nan, 0.0, a) if cfg.nan_strategy == "replace" else a[~nan]
-    if cfg.outlier_strategy == "remove" and a.size > 0:
-        p1, p25, p75, p99 = np.percentile(a, [1, 25, 75, 99])
-        iqr = p75 - p25
-        lower = min(p1, p25 - cfg.outlier_factor * iqr)
-        upper = max(p99, p75 + cfg.outlier_factor * iqr)
-        a = a[(a >= lower) & (a <= upper)]
+    """NetflixACAJudge.transformMetric: NaN handling, then optional IQR removal with fences widened to P1/P99."""
+    a = replace_nans(values, 0.0) if cfg.nan_strategy == "replace" else remove_nans(values)
+    if cfg.outlier_strategy == "remove":
+        a = remove_outliers(a, IQRDetector(cfg.outlier_factor, reduce_sensitivity=True))
     return a
-
-
-def describe(a: FloatArray) -> SideStats:
-    if a.size == 0:
-        return SideStats(0, 0.0, 0.0, 0.0, 0.0)
-    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
-    return SideStats(int(a.size), float(a.mean()), std, float(a.min()), float(a.max()))
-
-
-def mean_ratio(experiment: FloatArray, control: FloatArray) -> float:
-    me, mc = float(experiment.mean()), float(control.mean())
-    return float("nan") if me == 0 or mc == 0 else me / mc
-
-
-def cles(experiment: FloatArray, control: FloatArray) -> float:
-    """P(E > C) + ½ P(E = C) from average ranks of the pooled sample."""
-    m, n = experiment.size, control.size
-    r_e = stats.rankdata(np.concatenate((experiment, control)))[:m].sum()
-    return float((2 * r_e - m * (m + 1)) / (2 * m * n))
-
-
-# ---- classifying one metric (peers.md §b.4) ----
 
 
 def classify_metric(
@@ -157,112 +136,45 @@ def classify_metric(
     tolerance: float = TOLERANCE,
     rng: np.random.Generator | None = None,
 ) -> MetricResult:
+    """NetflixACAJudge.classifyMetric for one metric set pair."""
     c = preprocess(control, cfg)
     e = preprocess(experiment, cfg)
-    cs, es = describe(c), describe(e)
-
-    def result(label: str, reason: str, critical: bool = False, **kw: Any) -> MetricResult:
-        return MetricResult(cfg.name, label, reason, critical, cfg.groups, cfg.muted, control=cs, experiment=es, **kw)
-
-    if e.size == 0 or c.size == 0:
-        side = "experiment" if e.size == 0 else "control"
-        if cfg.nan_strategy == "replace":
-            # Kayenta's gotcha: an absent series passes silently under `replace`.
-            return result(PASS, f"no {side} data (nanStrategy=replace passes)", ratio=math.nan, effect_size=math.nan)
-        if cfg.must_have_data and not cfg.critical:
-            return result(NODATA_FAIL, f"no {side} data and mustHaveData", ratio=math.nan, effect_size=math.nan)
-        return result(NODATA, f"no {side} data", critical=cfg.critical, ratio=math.nan, effect_size=math.nan)
-
-    ratio = mean_ratio(e, c)
-    if e.size == c.size and np.array_equal(np.sort(e), np.sort(c)):
-        return result(PASS, "data are identical", ratio=ratio, effect_size=math.nan)
-    e_vals, c_vals = np.unique(e), np.unique(c)
-    if e_vals.size == 1 and c_vals.size == 1 and e_vals[0] == c_vals[0]:
-        return result(PASS, "all values are the same", ratio=ratio, effect_size=math.nan)
+    cs, es = summary(c), summary(e)
+    classifier = MannWhitneyClassifier(
+        tolerance=tolerance,
+        conf_level=confidence,
+        effect_size_thresholds=(cfg.gate(cfg.allowed_decrease), cfg.gate(cfg.allowed_increase)),
+        critical_thresholds=(cfg.gate(cfg.critical_decrease), cfg.gate(cfg.critical_increase)),
+        effect_size_measure=cfg.effect_measure,
+        rng=rng,
+    )
     try:
-        if e_vals.size == 1 and c_vals.size == 1:
-            # Two different constants: jitter each side by 1e-5 of its value to break the ties, as Kayenta does.
-            gen = rng if rng is not None else np.random.default_rng(0)
-            e = e + gen.normal(0.0, abs(e_vals[0]) * 1e-5, e.size)
-            c = c + gen.normal(0.0, abs(c_vals[0]) * 1e-5, c.size)
-        ci = mw_interval(e, c, confidence)
+        mc = classifier.classify(c, e, cfg.direction, cfg.nan_strategy, cfg.critical, cfg.must_have_data, cfg.name)
     except (ArithmeticError, ValueError) as exc:
-        return result(ERROR, f"Metric Classification Failed: {exc}", ratio=ratio, effect_size=math.nan)
-
-    es_value = cles(e, c) if cfg.effect_measure == "cles" else ratio
-    band = tolerance * abs(ci.estimate)
-    nan_es = math.isnan(es_value)
-    kw: dict[str, Any] = {"ratio": ratio, "effect_size": es_value, "lower": ci.lower, "upper": ci.upper,
-                          "estimate": ci.estimate}
-    label = PASS
-    if cfg.direction in ("increase", "either") and ci.lower > band and (
-            nan_es or es_value >= cfg.gate(cfg.allowed_increase)):
-        label = HIGH
-    elif cfg.direction in ("decrease", "either") and ci.upper < -band and (
-            nan_es or es_value <= cfg.gate(cfg.allowed_decrease)):
-        label = LOW
-    if label == PASS:
-        return result(PASS, _pass_reason(ci.lower, ci.upper, band, es_value), **kw)
-    shift = f"shift {ci.estimate:.4g} with {confidence:.0%} CI [{ci.lower:.4g}, {ci.upper:.4g}], ratio {ratio:.4g}"
-    if cfg.critical:
-        past = nan_es or (es_value >= cfg.gate(cfg.critical_increase) if label == HIGH
-                          else es_value <= cfg.gate(cfg.critical_decrease))
-        if past:
-            return result(label, f"critical metric {label}: {shift}", critical=True, **kw)
-    return result(label, f"{label}: {shift}", **kw)
+        # Kayenta catches any runtime error: label Error, never critical, no ratio.
+        return MetricResult(cfg.name, ERROR, f"Metric Classification Failed: {exc}", False, cfg.groups, cfg.muted,
+                            math.nan, math.nan, control=cs, experiment=es)
+    reason = mc.reason or _pass_reason(mc.lower, mc.upper, tolerance, mc.estimate)
+    return MetricResult(cfg.name, mc.classification, reason, mc.critical, cfg.groups, cfg.muted, mc.deviation,
+                        mc.effect_size, mc.lower, mc.upper, mc.estimate, cs, es)
 
 
-def _pass_reason(lower: float, upper: float, band: float, es_value: float) -> str:
+def _pass_reason(lower: float | None, upper: float | None, tolerance: float, estimate: float | None) -> str:
+    if lower is None or upper is None or estimate is None:
+        return "Pass"
+    band = tolerance * abs(estimate)
     if lower > band or upper < -band:
-        return f"significant shift kept as Pass by direction or effect-size gate (effect size {es_value:.4g})"
+        return "significant shift kept as Pass by direction or effect-size gate"
     return f"CI [{lower:.4g}, {upper:.4g}] does not clear the ±{band:.4g} tolerance band"
 
 
-# ---- scoring one judgement (peers.md §b.6) ----
-
-
 def score(results: Sequence[MetricResult], config: KayentaConfig) -> Judgement:
+    """ScoringHelper.score: drop muted results, weighted group scores, then the threshold classification."""
     active = [r for r in results if not r.muted]
-    by_group: dict[str, list[str]] = {}
-    for r in active:
-        for g in r.groups:
-            by_group.setdefault(g, []).append(r.classification)
-    groups = tuple(_group_score(name, labels) for name, labels in by_group.items())
-
-    weights = config.group_weights
-    unweighted = [g.name for g in groups if g.name not in weights]
-    share = (100.0 - sum(weights.values())) / len(unweighted) if unweighted else 0.0
-    total = 0.0
-    for g in groups:
-        w = weights.get(g.name, share)
-        total += (100.0 if g.no_data else g.score) * w / 100.0
-    value = round(total, 2)
-    reason = f"weighted group score {value}"
-
-    critical = [r for r in active if r.critical and r.classification != PASS]
-    nodata = sum(r.classification == NODATA for r in active)
-    if critical:
-        value, reason = 0.0, f"Canary Failed: {critical[0].name}: {critical[0].reason}"
-    elif not active:
-        value, reason = 0.0, "no unmuted metrics"
-    elif nodata * 2 >= len(active):
-        value, reason = 0.0, f"{nodata} of {len(active)} metrics have no data"
-
-    if value >= config.pass_threshold:
-        label = SUMMARY_PASS
-    elif value >= config.marginal_threshold:
-        label = SUMMARY_MARGINAL
-    else:
-        label = SUMMARY_FAIL
-    return Judgement(value, label, reason, groups, tuple(results))
-
-
-def _group_score(name: str, labels: list[str]) -> GroupScore:
-    counts = {lab: labels.count(lab) for lab in sorted(set(labels))}
-    denom = sum(counts.get(k, 0) for k in (PASS, HIGH, LOW, NODATA_FAIL))  # Nodata and Error do not count
-    if denom == 0:
-        return GroupScore(name, 0.0, True, counts)
-    return GroupScore(name, 100.0 * counts.get(PASS, 0) / denom, False, counts)
+    scores = WeightedSumScorer(config.group_weights).score(active)
+    verdict = ThresholdScoreClassifier(config.pass_threshold, config.marginal_threshold).classify(scores)
+    reason = verdict.reason or f"weighted group score {verdict.score}"
+    return Judgement(verdict.score, verdict.classification, reason, scores.group_scores, tuple(results))
 
 
 def judge(
@@ -290,27 +202,24 @@ def _opt_float(d: Mapping[str, Any], key: str) -> float | None:
 
 
 def metric_config_from_dict(metric: Mapping[str, Any]) -> MetricConfig:
+    """One `metrics[]` entry of a Kayenta canary config, parsed the way NetflixACAJudge reads it."""
     canary = (metric.get("analysisConfigurations") or {}).get("canary") or {}
     effect = canary.get("effectSize") or {}
     outliers = canary.get("outliers") or {}
-    direction = str(canary.get("direction", "either")).lower()
-    if direction not in ("increase", "decrease", "either"):
-        raise ValueError(f"metric {metric.get('name')!r}: unknown direction {direction!r}")
-    measure = effect.get("measure", "meanRatio")
-    if measure not in ("meanRatio", "cles"):
-        raise ValueError(f"metric {metric.get('name')!r}: unknown effectSize.measure {measure!r}")
+    # Kayenta parses unknown directions to "either" and unknown strategies to remove / keep.
+    direction = str(canary.get("direction", "either"))
+    measure = str(effect.get("measure", "meanRatio"))
     return MetricConfig(
         name=str(metric["name"]),
         groups=tuple(str(g) for g in metric.get("groups") or ()),
-        direction=direction,  # type: ignore[arg-type]
-        # Anything other than "replace" parses to remove, as in Kayenta.
-        nan_strategy="replace" if str(canary.get("nanStrategy", "remove")).lower() == "replace" else "remove",
-        outlier_strategy="remove" if str(outliers.get("strategy", "keep")).lower() == "remove" else "keep",
+        direction=direction if direction in ("increase", "decrease") else "either",  # type: ignore[arg-type]
+        nan_strategy="replace" if str(canary.get("nanStrategy", "remove")) == "replace" else "remove",
+        outlier_strategy="remove" if str(outliers.get("strategy", "keep")) == "remove" else "keep",
         outlier_factor=float(outliers.get("outlierFactor", 3.0)),
         critical=bool(canary.get("critical", False)),
         must_have_data=bool(canary.get("mustHaveData", False)),
-        muted=bool(canary.get("muted", metric.get("muted", False))),
-        effect_measure=measure,
+        muted=bool(canary.get("muted", False)),
+        effect_measure="cles" if measure == "cles" else "meanRatio",
         allowed_increase=_opt_float(effect, "allowedIncrease"),
         allowed_decrease=_opt_float(effect, "allowedDecrease"),
         critical_increase=_opt_float(effect, "criticalIncrease"),
