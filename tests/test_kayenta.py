@@ -24,6 +24,7 @@ from analyzer.stats.kayenta import (
     preprocess,
     score,
 )
+from analyzer.stats.kayenta_transforms import JavaRandom
 
 C = np.arange(10.0, 30.0)  # 20 distinct control points
 
@@ -105,7 +106,7 @@ def test_outlier_removal_drops_spike_and_changes_label() -> None:
 
 
 def test_two_different_constants_are_jittered_and_classified() -> None:
-    r = classify_metric([3.0] * 10, [5.0] * 10, MetricConfig("m"), rng=np.random.default_rng(0))
+    r = classify_metric([3.0] * 10, [5.0] * 10, MetricConfig("m"), rng=JavaRandom(0))
     assert r.classification == HIGH
     assert r.estimate == pytest.approx(2.0, abs=1e-3)
 

@@ -10,7 +10,7 @@ Where Kayenta's numbers come from its numerics we follow Kayenta, not the exact 
 * The CI and the estimate are where Brent's method (absolute tolerance 1e-4) stops, not the exact jump of the
   step function Z(μ); on small-valued or zero-inflated data that changes labels (see `kayenta_mw`).
 * The deviation (mean ratio) is 1.0 in each early exit (no data, identical samples, one value on both sides).
-* Tie-breaking noise for two constant samples comes from a seeded numpy generator, not the JVM's Random.
+* Tie-breaking noise for two constant samples comes from java.util.Random seeded per judgement (Kayenta: unseeded).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from analyzer.stats.kayenta_scoring import (
     WeightedSumScorer,
 )
 from analyzer.stats.kayenta_stats import MetricStatistics, summary
-from analyzer.stats.kayenta_transforms import IQRDetector, remove_nans, remove_outliers, replace_nans
+from analyzer.stats.kayenta_transforms import IQRDetector, JavaRandom, remove_nans, remove_outliers, replace_nans
 
 __all__ = [
     "CONFIDENCE", "ERROR", "HIGH", "LOW", "NODATA", "NODATA_FAIL", "PASS", "SUMMARY_FAIL", "SUMMARY_MARGINAL",
@@ -134,7 +134,7 @@ def classify_metric(
     cfg: MetricConfig,
     confidence: float = CONFIDENCE,
     tolerance: float = TOLERANCE,
-    rng: np.random.Generator | None = None,
+    rng: JavaRandom | None = None,
 ) -> MetricResult:
     """NetflixACAJudge.classifyMetric for one metric set pair."""
     c = preprocess(control, cfg)
@@ -184,7 +184,7 @@ def judge(
 
     A configured metric missing from `data` is judged on empty arrays (no series at all).
     """
-    rng = np.random.default_rng(seed)
+    rng = JavaRandom(seed)
     empty: tuple[ArrayLike, ArrayLike] = ((), ())
     results = [
         classify_metric(*data.get(m.name, empty), m, config.confidence, config.tolerance, rng)

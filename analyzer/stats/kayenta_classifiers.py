@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from analyzer.stats.kayenta_mw import mann_whitney_u_test
 from analyzer.stats.kayenta_stats import cles, mean, mean_ratio
-from analyzer.stats.kayenta_transforms import add_gaussian_noise
+from analyzer.stats.kayenta_transforms import JavaRandom, add_gaussian_noise
 
 FloatArray = NDArray[np.float64]
 Direction = Literal["increase", "decrease", "either"]
@@ -71,14 +71,14 @@ class MannWhitneyClassifier:
         effect_size_thresholds: tuple[float, float] = (1.0, 1.0),
         critical_thresholds: tuple[float, float] = (1.0, 1.0),
         effect_size_measure: Literal["meanRatio", "cles"] = "meanRatio",
-        rng: np.random.Generator | None = None,
+        rng: JavaRandom | None = None,
     ) -> None:
         self.tolerance = tolerance
         self.conf_level = conf_level
         self.effect_size_thresholds = effect_size_thresholds
         self.critical_thresholds = critical_thresholds
         self.effect_size_measure = effect_size_measure
-        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.rng = rng if rng is not None else JavaRandom(0)
 
     def _add_noise(self, values: FloatArray) -> FloatArray:
         return add_gaussian_noise(values, mean=0.0, stdev=float(values[0]) * NOISE_SCALE, rng=self.rng)
