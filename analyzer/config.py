@@ -300,6 +300,74 @@ class Guardrails(Model):
     srm_check: bool = True
 
 
+class KayentaEffectSize(Model):
+    """Kayenta's effect-size gates; unset means the measure's default (1.0 for meanRatio, 0.5 for cles)."""
+
+    measure: Literal["meanRatio", "cles"] = "meanRatio"
+    allowed_increase: float | None = Field(default=None, ge=0)
+    allowed_decrease: float | None = Field(default=None, ge=0)
+    critical_increase: float | None = Field(default=None, ge=0)
+    critical_decrease: float | None = Field(default=None, ge=0)
+
+
+class KayentaOutliers(Model):
+    strategy: Literal["keep", "remove"] = "keep"
+    outlier_factor: float = Field(default=3.0, gt=0)
+
+
+class KayentaMetric(Model):
+    """One Kayenta canary-config metric: a PromQL template giving one value per subset per interval."""
+
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1)  # {{ namespace }}, {{ service }}, {{ subset_label }}, {{ subset }}, {{ interval }}
+    groups: list[str] = Field(default_factory=list)
+    direction: Literal["increase", "decrease", "either"] = "either"
+    nan_strategy: Literal["remove", "replace"] = "remove"
+    critical: bool = False
+    must_have_data: bool = False
+    effect_size: KayentaEffectSize = Field(default_factory=KayentaEffectSize)
+    outliers: KayentaOutliers = Field(default_factory=KayentaOutliers)
+
+    @property
+    def observation_key(self) -> str:
+        """Where the source puts this metric's per-subset value in Observation.custom."""
+        return f"kayenta/{self.name}"
+
+
+class KayentaScoreThresholds(Model):
+    pass_: float = Field(default=75.0, alias="pass", ge=0, le=100)
+    marginal: float = Field(default=50.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> KayentaScoreThresholds:
+        if self.marginal > self.pass_:
+            raise ValueError(f"marginal: {self.marginal:g} is above pass {self.pass_:g}")
+        return self
+
+
+class KayentaAnalysis(Model):
+    """`analysis.kayenta`: a Kayenta canary config's metrics, group weights and score thresholds."""
+
+    metrics: list[KayentaMetric] = Field(min_length=1)
+    group_weights: dict[str, float] = Field(default_factory=dict)  # percent; groups without one share the rest
+    score_thresholds: KayentaScoreThresholds = Field(default_factory=KayentaScoreThresholds)
+
+    @model_validator(mode="after")
+    def _check(self) -> KayentaAnalysis:
+        seen: set[str] = set()
+        for i, m in enumerate(self.metrics):
+            if m.name in seen:
+                raise ValueError(f"metrics[{i}].name: {m.name!r} is used twice")
+            seen.add(m.name)
+        for group, weight in self.group_weights.items():
+            if weight < 0:
+                raise ValueError(f"groupWeights.{group}: {weight:g} is negative")
+        total = sum(self.group_weights.values())
+        if total > 100:
+            raise ValueError(f"groupWeights: the weights add up to {total:g}, above 100")
+        return self
+
+
 class Analysis(Model):
     judge: Literal["sequential", "kayenta"] = "sequential"
     alpha: float = Field(default=0.01, gt=0, lt=0.5)  # total false-rollback budget
@@ -309,9 +377,13 @@ class Analysis(Model):
         default_factory=lambda: [ErrorRateMetric(), LatencyMetric()]  # type: ignore[list-item]
     )
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    # Only with judge: kayenta; without it the Kayenta gate judges error ratio, p99 and mean latency.
+    kayenta: KayentaAnalysis | None = None
 
     @model_validator(mode="after")
     def _names(self) -> Analysis:
+        if self.kayenta is not None and self.judge != "kayenta":
+            raise ValueError(f"kayenta: needs judge: kayenta (judge is {self.judge!r})")
         seen: set[str] = set()
         for i, m in enumerate(self.metrics):
             if m.name in seen:

@@ -44,7 +44,7 @@ def initial_evidence(spec: RolloutSpec) -> Evidence:
             metrics[m.name] = EdgeEvidence({_edge_key(e): RatioEvidence(m.tolerance) for e in m.gate_edges})
         else:
             metrics[m.name] = CustomEvidence()
-    kayenta = _kayenta_series(kayenta_gate.initial()) if spec.analysis.judge == "kayenta" else None
+    kayenta = _kayenta_series(kayenta_gate.initial(spec.analysis.kayenta)) if spec.analysis.judge == "kayenta" else None
     return Evidence(metrics, SrmEvidence(), kayenta)
 
 
@@ -69,7 +69,7 @@ def judge(
         else:
             assert observation is not None
             series, verdict = kayenta_gate.judge_kayenta(
-                kayenta_state or {}, observation, context.assess_promotion, context.seed)
+                kayenta_state or {}, observation, context.assess_promotion, context.seed, spec.analysis.kayenta)
             kayenta_state = _kayenta_series(series)
             verdicts.append(verdict)
     for metric in spec.analysis.metrics:

@@ -70,7 +70,8 @@ def scenario(start: float, seed: int = 7) -> tuple[Truth, Plan]:
 
 
 def make_spec(
-    url: str, *, metrics: list[dict] | None = None, canary: str = "v2", min_dwell: int = 3, **source: Any
+    url: str, *, metrics: list[dict] | None = None, canary: str = "v2", min_dwell: int = 3,
+    analysis: dict | None = None, **source: Any
 ) -> RolloutSpec:
     return parse_spec({
         "timing": {"interval": "1m", "minDwell": min_dwell},
@@ -78,7 +79,8 @@ def make_spec(
         "target": {"namespace": "bookinfo", "virtualService": "reviews", "host": "reviews.bookinfo.svc.cluster.local",
                    "baseline": {"subset": "v1"}, "canary": {"subset": canary}},
         "strategy": {"steps": [10, 50]},
-        "analysis": {"metrics": metrics or [{"type": "error-rate"}, {"type": "latency", "sloMs": 500}]},
+        "analysis": {"metrics": metrics or [{"type": "error-rate"}, {"type": "latency", "sloMs": 500}],
+                     **(analysis or {})},
         "sources": {"metrics": {"type": "prometheus", "url": url, "scrapeInterval": "15s", "timeout": "5s", **source}},
     })
 
@@ -183,6 +185,27 @@ def test_custom_queries_give_one_value_per_subset_and_none_for_nan_or_empty(back
     assert obs.custom["nan"].baseline is None and obs.custom["nan"].canary is None
     assert obs.custom["empty"].baseline is None and obs.custom["empty"].canary is None
     assert obs.baseline is not None  # a custom metric's NaN does not void the counts
+
+
+@pytest.mark.prometheus
+def test_kayenta_metric_queries_reach_the_observation_like_custom_ones(backfilled):
+    _, plan, prom = backfilled
+    metrics = [{"type": "error-rate"}, {"type": "custom", "name": "pods", "query": POD_COUNT, "min": 1}]
+    kayenta = {"judge": "kayenta", "kayenta": {"metrics": [
+        {"name": "pods", "query": POD_COUNT}, {"name": "empty", "query": EMPTY_QUERY, "nanStrategy": "replace"}]}}
+    start, end = window(plan.layout.start, 5)
+    obs = PrometheusMetricSource().observe(make_spec(prom.url, metrics=metrics, analysis=kayenta), start, end)
+    pods = obs.custom["kayenta/pods"]
+    assert (pods.baseline, pods.canary) == (obs.custom["pods"].baseline, obs.custom["pods"].canary)
+    assert pods.baseline is not None and pods.baseline > 0
+    assert obs.custom["kayenta/empty"].baseline is None and obs.custom["kayenta/empty"].canary is None
+
+
+def test_unknown_placeholder_in_a_kayenta_query_names_its_field(fake):
+    kayenta = {"judge": "kayenta", "kayenta": {"metrics": [{"name": "x", "query": 'up{job="${scope}{{ job }}"}'}]}}
+    fake.mode = "empty"
+    with pytest.raises(SpecError, match=r"analysis\.kayenta\.metrics\[x\]\.query: unknown placeholder"):
+        PrometheusMetricSource().observe(make_spec(fake.url, analysis=kayenta), at(1e9), at(1e9 + 60))
 
 
 @pytest.mark.prometheus

@@ -155,15 +155,17 @@ class PrometheusMetricSource:
     def _custom(
         spec: RolloutSpec, client: PromClient, sel: promql.Selection, t0: float, t1: float
     ) -> dict[str, CustomValue]:
+        # (key in Observation.custom, template, where it is in the spec): custom metrics and Kayenta metrics.
+        queries = [(m.name, m.query, f"analysis.metrics[{m.name}].query")
+                   for m in spec.analysis.metrics if isinstance(m, CustomMetric)]
+        if spec.analysis.kayenta is not None:
+            queries += [(m.observation_key, m.query, f"analysis.kayenta.metrics[{m.name}].query")
+                        for m in spec.analysis.kayenta.metrics]
         out: dict[str, CustomValue] = {}
-        for metric in spec.analysis.metrics:
-            if not isinstance(metric, CustomMetric):
-                continue
+        for key, template, what in queries:
             values = []
             for subset in (sel.baseline, sel.canary):
-                query = promql.render_template(
-                    metric.query, promql.template_values(sel, subset, t1 - t0), f"analysis.metrics[{metric.name}].query"
-                )
+                query = promql.render_template(template, promql.template_values(sel, subset, t1 - t0), what)
                 values.append(first_label_match(client.instant(query, t1), sel.subset_label, subset))
-            out[metric.name] = CustomValue(baseline=values[0], canary=values[1])
+            out[key] = CustomValue(baseline=values[0], canary=values[1])
         return out
