@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from analyzer.app import logs, wiring
+from analyzer.app.cli.importer import import_app
 from analyzer.config import load_spec, load_spec_text
 from analyzer.errors import UserError
 from analyzer.sim.scenario import builtin_names, load_scenario
@@ -22,6 +23,7 @@ DEFAULT_DB = "sqlite:///canary-analyzer.db"
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated canary analysis for Istio.")
 history_app = typer.Typer(no_args_is_help=True, help="Past rollouts recorded in the store.")
 app.add_typer(history_app, name="history")
+app.add_typer(import_app, name="import")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 

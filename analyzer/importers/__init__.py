@@ -1,0 +1,1 @@
+"""Converters from other tools' configurations into our rollout spec (pure: data in, data out)."""
