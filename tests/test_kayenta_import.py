@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from analyzer.config import parse_spec
-from analyzer.importers.kayenta import KayentaImportError, convert
+from analyzer.importers.kayenta import KayentaImportError, convert, map_template
 from analyzer.kayenta_gate import kayenta_config
 from analyzer.stats.kayenta import config_from_dict, judge
 
@@ -69,6 +69,8 @@ def test_converter_maps_metrics_groups_and_thresholds() -> None:
     assert (lat.direction, lat.nan_strategy, lat.must_have_data) == ("either", "remove", True)
     assert (lat.outliers.strategy, lat.outliers.outlier_factor, lat.effect_size.measure) == ("remove", 2.5, "cles")
     assert cpu.query == 'avg(cpu{{{ subset_label }}="{{ subset }}"})' and cpu.direction == "decrease"
+    assert map_template("pod=~'${scope}-.*'", "t", notes := []) == "pod=~'{{ subset }}-.*'"
+    assert notes == ["t: changed: ${scope} becomes {{ subset }} (the subset's label value)"]
     assert block.group_weights == {"errors": 60.0, "latency": 30.0}
     assert (block.score_thresholds.pass_, block.score_thresholds.marginal) == (80.0, 60.0)
 

@@ -74,6 +74,8 @@ def map_template(template: str, where: str, notes: list[str]) -> str:
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name == "scope":
+            notes.append(f"{where}: changed: ${{scope}} becomes {{{{ subset }}}} (the subset's label value)")
         if name in _OURS:
             return _OURS[name]
         notes.append(f"{where}: not mapped: ${{{name}}} has no equivalent; left in the query, edit it before use")
