@@ -139,7 +139,9 @@ class Engine:
             confirm = self._confirm(decision, new_state)
             if confirm is not None:
                 new_state, decision = policy.await_confirmation(self.spec, state, confirm)
-        outcome = self._commit(new_state, decision, observation, tuple(verdicts), synced=synced)
+        # The rollout's trace findings are kept with its last tick, as diagnostic verdict rows.
+        findings = self._trace_rows() if new_state.phase.terminal and not state.phase.terminal else ()
+        outcome = self._commit(new_state, decision, observation, tuple(verdicts), synced=synced, diagnostics=findings)
         if outcome.state.phase.terminal and not state.phase.terminal:
             phase = "Succeeded" if outcome.state.phase is Phase.SUCCEEDED else "Failed"
             self._call_hooks("post-rollout", phase, outcome.state.tick)
@@ -201,6 +203,10 @@ class Engine:
 
     # ---- internals ----
 
+    def _trace_rows(self) -> tuple[MetricVerdict, ...]:
+        report = self.trace_report()
+        return () if report is None else tuple(report.verdicts())
+
     def _spans(self, start: datetime, end: datetime, tick: int,
                log: structlog.typing.FilteringBoundLogger) -> tuple[Span, ...] | None:
         assert self.traces is not None
@@ -215,9 +221,10 @@ class Engine:
         return spans
 
     def _commit(self, state: RolloutState, decision: Decision, observation: Observation | None,
-                verdicts: tuple[MetricVerdict, ...], *, synced: ActionResult | None = None) -> TickOutcome:
+                verdicts: tuple[MetricVerdict, ...], *, synced: ActionResult | None = None,
+                diagnostics: tuple[MetricVerdict, ...] = ()) -> TickOutcome:
         before = self.state
-        tick_id = self.store.record_intent(self.rollout_id, state, observation, verdicts, decision)
+        tick_id = self.store.record_intent(self.rollout_id, state, observation, (*verdicts, *diagnostics), decision)
         self._fatal = None
         results = self._act(decision.actions, tick=state.tick)
         self.store.record_results(tick_id, results)

@@ -7,7 +7,7 @@ Stopping at the first decisive interval is valid because the evidence is anytime
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -17,9 +17,10 @@ import structlog
 from analyzer.config import RolloutSpec
 from analyzer.gate import GateKind, dwell_done, gate_outcome
 from analyzer.judge import OUTAGE_KEY, SRM_KEY, JudgeContext, initial_evidence, judge
-from analyzer.model import MetricVerdict, Observation, Verdict
+from analyzer.model import MetricVerdict, Observation, Span, Verdict
 from analyzer.policy import warming_up
-from analyzer.ports import MetricSource, SourceUnavailable
+from analyzer.ports import MetricSource, SourceUnavailable, TraceSource
+from analyzer.traces import TraceReport, analyze_traces
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class DataQuality:
 
 
 @dataclass(frozen=True)
+class TraceOutcome:
+    """The window's trace findings, or why the trace source could not be asked (then metrics judge alone)."""
+
+    report: TraceReport | None
+    unavailable: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.report is None:
+            return {"unavailable": self.unavailable or "no trace report"}
+        return self.report.to_json()
+
+
+@dataclass(frozen=True)
 class ReplayReport:
     verdict: str  # pass | fail | inconclusive
     reason: str
@@ -73,6 +87,7 @@ class ReplayReport:
     decided_at: datetime | None
     metrics: tuple[MetricSummary, ...]
     data_quality: DataQuality
+    traces: TraceOutcome | None = None  # None: no trace source configured
 
     def to_json(self) -> dict[str, Any]:
         dq = self.data_quality
@@ -96,6 +111,7 @@ class ReplayReport:
                 "srm": dq.srm,
                 "shared_outage": dq.shared_outage,
             },
+            **({"traces": self.traces.to_json()} if self.traces is not None else {}),
         }
 
 
@@ -128,11 +144,15 @@ def replay(
     end: datetime,
     *,
     expected_share: float | None = None,
+    traces: TraceSource | None = None,
 ) -> ReplayReport:
     """Judge [start, end) in steps of spec.timing.interval; a trailing partial interval is left out.
 
     `expected_share` is the canary's configured traffic share during the window; without it the
     sample-ratio check is skipped (the weights of a past window are not in the metrics).
+    With `traces`, each interval's spans are fetched as the engine does per tick: trace metrics judge
+    them, and the spans up to the decision give the findings. Once the trace source fails (after its
+    own retries) it is not asked again: the rest is judged on the metrics alone.
     """
     log = structlog.get_logger(__name__).bind(target=spec.name)
     step = timedelta(seconds=spec.timing.interval)
@@ -142,6 +162,7 @@ def replay(
     stale: set[str] = set()
     srm = outage = None
     ticks = with_data = 0
+    sampled = _Sampled(traces)
     t = start
     while t + step <= end:
         observation: Observation | None = None
@@ -151,6 +172,8 @@ def replay(
             stale.update(observation.stale_series)
         except SourceUnavailable as exc:
             unavailable = str(exc)
+        if observation is not None and traces is not None:
+            observation = replace(observation, spans=sampled.fetch(spec, t, t + step))
         # The window starts with the canary already taking traffic (the engine's canary starts at Initializing).
         context = JudgeContext(expected_share=expected_share, warmup=warming_up(spec, start, t + step),
                                assess_promotion=True, unavailable=unavailable, seed=ticks)
@@ -167,18 +190,50 @@ def replay(
         decided = _outcome(spec, verdicts, with_data)
         if decided:
             log.info("replay_decided", verdict=decided[0], at=t.isoformat(), intervals=ticks)
-            return _report(decided, start, end, t, verdicts, ticks, with_data, gaps, stale, srm, outage)
+            return _report(decided, start, end, t, verdicts, ticks, with_data, gaps, stale, srm, outage,
+                           sampled.outcome(spec))
     reason = f"no decision after {ticks} intervals ({with_data} with data)"
     if verdicts:
         reason += ": " + "; ".join(v.reason for v in verdicts if v.gate)
-    return _report(("inconclusive", reason), start, end, None, verdicts, ticks, with_data, gaps, stale, srm, outage)
+    return _report(("inconclusive", reason), start, end, None, verdicts, ticks, with_data, gaps, stale, srm, outage,
+                   sampled.outcome(spec))
+
+
+class _Sampled:
+    """The window's spans, interval by interval, until the trace source fails."""
+
+    def __init__(self, source: TraceSource | None) -> None:
+        self.source = source
+        self.spans: list[Span] = []
+        self.unavailable: str | None = None
+
+    def fetch(self, spec: RolloutSpec, start: datetime, end: datetime) -> tuple[Span, ...] | None:
+        if self.source is None or self.unavailable is not None:
+            return None
+        try:
+            spans = tuple(self.source.spans(spec, start, end))
+        except SourceUnavailable as exc:
+            self.unavailable = str(exc)
+            structlog.get_logger(__name__).warning("trace_source_unavailable", error=self.unavailable,
+                                                   note="judging on the metrics alone")
+            return None
+        self.spans.extend(spans)
+        return spans
+
+    def outcome(self, spec: RolloutSpec) -> TraceOutcome | None:
+        if self.source is None:
+            return None
+        if self.unavailable is not None:
+            return TraceOutcome(None, self.unavailable)
+        t = spec.target
+        return TraceOutcome(analyze_traces(self.spans, t.baseline.subset, t.canary.subset))
 
 
 def _report(
     decided: tuple[str, str], start: datetime, end: datetime, decided_at: datetime | None,
     verdicts: Sequence[MetricVerdict], ticks: int, with_data: int, gaps: Sequence[Gap], stale: set[str],
-    srm: str | None, outage: str | None,
+    srm: str | None, outage: str | None, traces: TraceOutcome | None,
 ) -> ReplayReport:
     quality = DataQuality(ticks, with_data, tuple(gaps), tuple(sorted(stale)), srm, outage)
     return ReplayReport(decided[0], decided[1], start, end, decided_at,
-                        tuple(MetricSummary.of(v) for v in verdicts), quality)
+                        tuple(MetricSummary.of(v) for v in verdicts), quality, traces)

@@ -20,7 +20,7 @@ from analyzer.config import JaegerSource, RolloutSpec, parse_spec
 from analyzer.model import Span
 from analyzer.ports import SourceUnavailable
 from analyzer.sim.traces import generate_spans, trace_scenario
-from analyzer.sources.jaeger.source import JaegerTraceSource
+from analyzer.sources.jaeger.source import JaegerTraceSource, _micros, slices
 from tests.fakes.jaeger_server import FakeJaeger, serve_jaeger
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -88,7 +88,7 @@ def test_auto_api_returns_the_window_with_subsets(
     assert {s.subset for s in got} >= {"v1", "v2"}
     search_path = "/api/v3/traces" if api[0] == "v3" else "/api/traces"
     searched = [p for path, p in server.requests if path == search_path]
-    assert len(searched) == searches
+    assert len(searched) == searches * len(slices(T0, T0 + MINUTE, 200))  # one per slice of the minute
 
 
 def _at(span: Span) -> datetime:
@@ -127,7 +127,9 @@ def test_v1_wire_parameters_and_limit(server: FakeJaeger, truth: list[Span]) -> 
 def test_v3_no_traces_404_is_an_empty_sample(server: FakeJaeger) -> None:
     source, spec = _source(server)
     assert source.spans(spec, T0 + 60 * MINUTE, T0 + 61 * MINUTE) == []
-    assert len([1 for path, _ in server.requests if path == "/api/v3/traces"]) == 2  # no retries
+    # One request per slice and subset, no retries.
+    assert len([1 for path, _ in server.requests if path == "/api/v3/traces"]) == 2 * len(
+        slices(T0, T0 + MINUTE, 200))
 
 
 @pytest.mark.parametrize("server", ["v2.19"], indirect=True)
@@ -144,7 +146,9 @@ def test_server_errors_are_retried_then_succeed(server: FakeJaeger, truth: list[
     server.fail_next(500, times=2, path_prefix="/api/v3/traces")
     got = source.spans(spec, T0, T0 + MINUTE)
     assert got  # the third attempt answered
-    assert len([1 for path, _ in server.requests if path == "/api/v3/traces"]) == 4  # 3 + 1 for the other subset
+    # 3 for the first slice, 1 for each other slice of both subsets.
+    assert len([1 for path, _ in server.requests if path == "/api/v3/traces"]) == 2 + 2 * len(
+        slices(T0, T0 + MINUTE, 200))
 
 
 @pytest.mark.parametrize("server", ["v2.19"], indirect=True)
@@ -231,3 +235,88 @@ def test_tls_with_a_private_ca_file(truth: list[Span], tmp_path: Path) -> None:
         untrusting, _ = _source(fake, retries=0)  # the system trust store does not know this CA
         with pytest.raises(SourceUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             untrusting.spans(spec, T0, T0 + MINUTE)
+
+
+# ---- sampling: Jaeger keeps the newest `limit` traces per request ----
+
+
+def _steady(rates: dict[str, float], seconds: float, start: datetime = T0) -> list[Span]:
+    """One reviews server span per trace, evenly spaced at `rates` traces per second per revision."""
+    out: list[Span] = []
+    t0 = int(start.timestamp() * 1e6)
+    for r, (revision, rate) in enumerate(rates.items()):
+        n = int(rate * seconds)
+        for i in range(n):
+            at = t0 + int((i + 0.5) * seconds * 1e6 / n)
+            out.append(Span(f"{r + 1:08x}{i:024x}", f"{i:016x}", None, "reviews.bookinfo", "reviews:9080/*", "server",
+                            at, 4000, False, 200, None, {"istio.canonical_service": "reviews",
+                                                         "istio.canonical_revision": revision}))
+    return out
+
+
+def _requested(fake: FakeJaeger, revision: str) -> int:
+    """Traces asked for with one revision's filter: the most the server could send back."""
+    return sum(int(p["query.num_traces"]) for path, p in fake.requests if path == "/api/v3/traces"
+               and json.loads(p["query.attributes"])["istio.canonical_revision"] == revision)
+
+
+def test_a_busy_minute_is_sampled_across_the_whole_window_within_the_limit() -> None:
+    from structlog.testing import capture_logs
+
+    # About 8 baseline traces per second: one request with limit 200 kept only the newest ~25 s.
+    with serve_jaeger(FakeJaeger(spans=_steady({"v1": 8, "v2": 1}, 60), version="v2.19")) as fake:
+        source, spec = _source(fake, limit=200)
+        with capture_logs() as logs:
+            got = source.spans(spec, T0, T0 + MINUTE)
+    starts = {s.trace_id: s.start_us for s in got}
+    baseline = [t for s in got if s.subset == "v1" for t in [starts[s.trace_id]]]
+    canary = {s.trace_id for s in got if s.subset == "v2"}
+    assert len(canary) == 60  # the canary is not crowded out: its own limit, all of its traces
+    assert 150 <= len(baseline) <= 200 and _requested(fake, "v1") <= 200
+    t0 = T0.timestamp() * 1e6
+    per_ten_seconds = np.bincount([int((b - t0) // 10e6) for b in baseline], minlength=6)
+    assert per_ten_seconds.min() >= 20, per_ten_seconds  # every part of the minute is in the sample
+    (cut,) = [e for e in logs if e["event"] == "jaeger_sample_cut"]
+    assert cut["subset"] == "v1" and cut["kept"] == len(baseline) and cut["limit"] == 200
+    assert cut["estimated"] == pytest.approx(480, rel=0.05)
+    assert cut["dropped"] == pytest.approx(480 - len(baseline), abs=25)
+
+
+def test_an_hour_window_pulls_no_more_than_the_limit() -> None:
+    hour = 60 * MINUTE
+    with serve_jaeger(FakeJaeger(spans=_steady({"v1": 2, "v2": 0.25}, 3600), version="v2.19")) as fake:
+        source, spec = _source(fake, limit=200)
+        got = source.spans(spec, T0, T0 + hour)
+    parts = slices(T0, T0 + hour, 200)
+    assert len(parts) == 12
+    for revision in ("v1", "v2"):  # 7,200 and 900 traces in the hour
+        assert _requested(fake, revision) <= 200
+        kept = {s.start_us for s in got if s.subset == revision}
+        assert 150 <= len(kept) <= 200, (revision, len(kept))
+        # Spread over the hour: every slice of it holds part of the sample.
+        assert all(any(_micros(lo) <= k < _micros(hi) for k in kept) for lo, hi in parts), revision
+
+
+def test_without_a_server_side_filter_both_subsets_share_twice_the_limit() -> None:
+    from structlog.testing import capture_logs
+
+    with serve_jaeger(FakeJaeger(spans=_steady({"v1": 8, "v2": 2}, 60), version="v2.10")) as fake:
+        source, spec = _source(fake, limit=100)
+        with capture_logs() as logs:
+            got = source.spans(spec, T0, T0 + MINUTE)
+    asked = sum(int(p["query.num_traces"]) for path, p in fake.requests if path == "/api/v3/traces")
+    assert asked <= 200 and len({s.trace_id for s in got}) <= 200
+    cut = {e["subset"]: e for e in logs if e["event"] == "jaeger_sample_cut"}
+    assert set(cut) == {"v1", "v2"}
+    assert cut["v1"]["estimated"] + cut["v2"]["estimated"] == pytest.approx(600, rel=0.1)
+
+
+def test_a_quiet_window_is_complete_and_not_reported_as_cut() -> None:
+    from structlog.testing import capture_logs
+
+    with serve_jaeger(FakeJaeger(spans=_steady({"v1": 2, "v2": 0.5}, 60), version="v2.19")) as fake:
+        source, spec = _source(fake, limit=200)
+        with capture_logs() as logs:
+            got = source.spans(spec, T0, T0 + MINUTE)
+    assert len({s.trace_id for s in got}) == 150
+    assert not [e for e in logs if e["event"] == "jaeger_sample_cut"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from itertools import pairwise
 
@@ -129,9 +130,9 @@ def test_analyze_hand_built_traces_finds_new_call_and_n_plus_one() -> None:
     report = analyze_traces(spans, "v1", "v2")
     assert (report.traces_baseline, report.traces_canary) == (40, 20)
     kinds = {f.kind: f for f in report.findings}
-    assert kinds["new-call"].reason == "new downstream call in canary: mysql (10 of 20 traces)"
-    assert kinds["n-plus-one"].label == "GET reviews:9080/* -> ratings"
-    assert kinds["n-plus-one"].effect == pytest.approx(3.0)
+    assert kinds["new_call"].reason == "new downstream call in canary: mysql (10 of 20 traces)"
+    assert kinds["n_plus_one"].label == "GET reviews:9080/* -> ratings"
+    assert kinds["n_plus_one"].effect == pytest.approx(3.0)
     ratings = next(o for o in report.operations if o.label == "GET reviews:9080/* -> ratings")
     assert ratings.critical_path_canary > ratings.critical_path_baseline
 
@@ -140,9 +141,28 @@ def test_verdicts_are_diagnostics_only() -> None:
     spans = [s for i in range(40) for s in _trace(f"b{i}", "v1")]
     spans += [s for i in range(20) for s in _trace(f"c{i}", "v2", mysql=True)]
     verdicts = analyze_traces(spans, "v1", "v2").verdicts()
-    assert verdicts[0].metric == "traces" and verdicts[0].verdict == Verdict.FAIL
+    assert verdicts[0].metric == "traces/summary" and verdicts[0].verdict == Verdict.FAIL
     assert all(v.gate is False for v in verdicts)
-    assert any(v.metric.startswith("traces/new-call:") and "mysql" in v.reason for v in verdicts[1:])
+    assert any(v.metric.startswith("traces/new_call:") and "mysql" in v.reason for v in verdicts[1:])
+
+
+def test_finding_rows_round_trip_to_the_findings_and_their_json() -> None:
+    from analyzer.store import codec
+    from analyzer.traces import findings_in, stored_traces
+
+    spans = [s for i in range(40) for s in _trace(f"b{i}", "v1")]
+    spans += [s for i in range(20) for s in _trace(f"c{i}", "v2", ratings=3, mysql=i % 2 == 0)]
+    report = analyze_traces(spans, "v1", "v2")
+    stored = [codec.decode_verdict(json.loads(json.dumps(codec.encode_verdict(v)))) for v in report.verdicts()]
+    assert findings_in(stored) == list(report.findings)
+    assert stored_traces(stored) == report.to_json()
+    data = report.to_json()
+    assert (data["canary_traces"], data["baseline_traces"]) == (20, 40)
+    kinds = {f["kind"]: f for f in data["findings"]}
+    assert {"new_call", "n_plus_one"} <= set(kinds) <= {"new_call", "n_plus_one", "slower"}
+    assert kinds["n_plus_one"]["operation"] == "GET reviews:9080/* -> ratings"
+    assert kinds["n_plus_one"]["effect"] == pytest.approx(3.0)
+    assert kinds["new_call"]["reason"] == "new downstream call in canary: mysql (10 of 20 traces)"
 
     few = analyze_traces([s for i in range(3) for s in _trace(f"c{i}", "v2")], "v1", "v2").verdicts()
     assert [v.verdict for v in few] == [Verdict.NO_DATA]

@@ -49,11 +49,11 @@ def test_built_in_scenarios_are_valid() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "label", "reason_start"),
     [
-        ("trace-slow-operation", "latency", "GET reviews:9080/* -> ratings", "GET reviews:9080/* -> ratings: canary +"),
+        ("trace-slow-operation", "slower", "GET reviews:9080/* -> ratings", "GET reviews:9080/* -> ratings: canary +"),
         ("trace-error-spans", "errors", "GET productpage:9080/productpage -> reviews",
          "GET productpage:9080/productpage -> reviews: errors "),
-        ("trace-new-call", "new-call", "GET reviews:9080/* -> mysql", "new downstream call in canary: mysql ("),
-        ("trace-n-plus-one", "n-plus-one", "GET reviews:9080/* -> ratings",
+        ("trace-new-call", "new_call", "GET reviews:9080/* -> mysql", "new downstream call in canary: mysql ("),
+        ("trace-n-plus-one", "n_plus_one", "GET reviews:9080/* -> ratings",
          "repeated calls in canary (N+1): GET reviews:9080/* -> ratings: 4.0 vs 1.0 per trace"),
     ],
 )
@@ -64,7 +64,7 @@ def test_each_scenario_yields_its_finding(name: str, kind: str, label: str, reas
     assert len(mine) == 1, report.summary()
     assert mine[0].reason.startswith(reason_start), mine[0].reason
     # Only consequences of the injected change: no error finding unless errors were injected, etc.
-    others = {f.kind for f in report.findings} - {kind, "latency"}
+    others = {f.kind for f in report.findings} - {kind, "slower"}
     assert others == set(), report.summary()
 
 
@@ -93,7 +93,7 @@ def test_onset_minute_limits_the_regression_to_later_traces() -> None:
                            canary_subset="v2", t0=T0)
     assert not any(s.service == "mysql.bookinfo" for s in before)
     assert {f.kind for f in analyze_traces(before, "v1", "v2").findings} == set()
-    assert "new-call" in {f.kind for f in analyze_traces(after, "v1", "v2").findings}
+    assert "new_call" in {f.kind for f in analyze_traces(after, "v1", "v2").findings}
 
 
 def test_healthy_scenario_has_no_false_findings_across_50_seeds() -> None:
@@ -152,8 +152,8 @@ def test_exceedance_counts_see_the_slow_canary() -> None:
     assert slow_c / n_c > slow_b / n_b + 0.1
 
 
-@pytest.mark.parametrize(("name", "kind"), [("trace-slow-operation", "latency"), ("trace-new-call", "new-call"),
-                                            ("trace-error-spans", "errors"), ("trace-n-plus-one", "n-plus-one")])
+@pytest.mark.parametrize(("name", "kind"), [("trace-slow-operation", "slower"), ("trace-new-call", "new_call"),
+                                            ("trace-error-spans", "errors"), ("trace-n-plus-one", "n_plus_one")])
 def test_builtin_simulation_scenarios_carry_trace_scenarios(name: str, kind: str) -> None:
     scenario = load_scenario(name)
     assert scenario.traces is not None

@@ -21,6 +21,7 @@ from analyzer.model import OUTCOME_BY_PHASE, Action, MetricVerdict
 from analyzer.store import codec
 from analyzer.store.schema import actions, events, metadata, rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutNotFound, SqlStore, make_engine
+from analyzer.traces import FINDING_PREFIX
 
 __all__ = [
     "ActionRow",
@@ -111,6 +112,8 @@ class RolloutDetail:
     final_verdicts: tuple[MetricVerdict, ...]  # from the last tick that had verdicts
     final_verdicts_tick: int | None
     events: tuple[EventRow, ...]
+    # The engine's trace report rows (summary and findings), kept with the rollout's last tick; () without one.
+    trace_verdicts: tuple[MetricVerdict, ...] = ()
 
 
 @contextmanager
@@ -213,10 +216,11 @@ def rollout_detail(source: Source, rollout_id: str) -> RolloutDetail:
             .where(ticks.c.rollout_id == rollout_id)
             .order_by(actions.c.tick_id, actions.c.seq)
         ).all()
+        is_trace = verdicts.c.metric.startswith(FINDING_PREFIX, autoescape=True)
         last_judged = conn.execute(
             select(ticks.c.id, ticks.c.tick)
             .join(verdicts, verdicts.c.tick_id == ticks.c.id)
-            .where(ticks.c.rollout_id == rollout_id)
+            .where(ticks.c.rollout_id == rollout_id, ~is_trace)
             .order_by(ticks.c.tick.desc(), ticks.c.id.desc())
             .limit(1)
         ).first()
@@ -224,9 +228,22 @@ def rollout_detail(source: Source, rollout_id: str) -> RolloutDetail:
         if last_judged is not None:
             final = list(
                 conn.execute(
-                    select(verdicts.c.data).where(verdicts.c.tick_id == last_judged.id).order_by(verdicts.c.id)
+                    select(verdicts.c.data).where(verdicts.c.tick_id == last_judged.id, ~is_trace)
+                    .order_by(verdicts.c.id)
                 ).scalars()
             )
+        last_traced = conn.execute(
+            select(ticks.c.id)
+            .join(verdicts, verdicts.c.tick_id == ticks.c.id)
+            .where(ticks.c.rollout_id == rollout_id, is_trace)
+            .order_by(ticks.c.tick.desc(), ticks.c.id.desc())
+            .limit(1)
+        ).scalar()
+        traced: list[Any] = []
+        if last_traced is not None:
+            traced = list(conn.execute(
+                select(verdicts.c.data).where(verdicts.c.tick_id == last_traced, is_trace).order_by(verdicts.c.id)
+            ).scalars())
         event_rows = conn.execute(
             select(events).where(events.c.rollout_id == rollout_id).order_by(events.c.id)
         ).all()
@@ -251,6 +268,7 @@ def rollout_detail(source: Source, rollout_id: str) -> RolloutDetail:
         final_verdicts=tuple(codec.decode_verdict(d) for d in final),
         final_verdicts_tick=None if last_judged is None else last_judged.tick,
         events=tuple(EventRow(e.tick, e.at, e.kind, e.message) for e in event_rows),
+        trace_verdicts=tuple(codec.decode_verdict(d) for d in traced),
     )
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +28,17 @@ from analyzer.traces.stats import (
 from analyzer.traces.structure import TraceView, build_traces, critical_path, downstream_calls
 
 MIN_TRACES = 5  # per arm, below which an operation is not tested
+FINDING_PREFIX = "traces/"  # metric name prefix of a finding's verdict row (how the store keeps findings)
+SUMMARY_METRIC = "traces/summary"  # the report's summary row; apart from a `type: traces` metric named "traces"
+
+
+class FindingKind(StrEnum):
+    """What a trace finding says about the canary; the names `judge --json` and the store use."""
+
+    SLOWER = "slower"  # an operation's server spans take longer
+    ERRORS = "errors"  # an operation's spans fail more often
+    NEW_CALL = "new_call"  # a downstream call the baseline never makes
+    N_PLUS_ONE = "n_plus_one"  # the same downstream call repeated more often per trace
 
 
 @dataclass(frozen=True)
@@ -59,12 +72,74 @@ class CallStats:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # latency | errors | new-call | n-plus-one
-    label: str
+    kind: FindingKind
+    label: str  # the operation, `caller -> app`
     reason: str
     p_value: float
     effect: float  # duration factor, error-rate ratio, share of traces, or calls-per-trace ratio
     ci: tuple[float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        ci = [_finite(self.ci[0]), _finite(self.ci[1])] if self.ci else None
+        return {"kind": self.kind.value, "operation": self.label, "effect": _finite(self.effect), "ci": ci,
+                "reason": self.reason, "p_value": _finite(self.p_value)}
+
+    def verdict(self) -> MetricVerdict:
+        """The finding as a diagnostic verdict row (gate=False), which the store keeps like any verdict."""
+        return MetricVerdict(
+            metric=f"{FINDING_PREFIX}{self.kind.value}:{self.label}", verdict=Verdict.FAIL, reason=self.reason,
+            gate=False, ratio=self.effect, ci=self.ci,
+            details={"p_value": self.p_value, "kind": self.kind.value, "operation": self.label},
+        )
+
+    @classmethod
+    def from_verdict(cls, v: MetricVerdict) -> Finding | None:
+        """The finding a stored verdict row holds; None for any other row."""
+        if not v.metric.startswith(FINDING_PREFIX) or v.metric == SUMMARY_METRIC or "kind" not in v.details:
+            return None
+        kind = _OLD_KINDS.get(str(v.details["kind"]), str(v.details["kind"]))
+        label = str(v.details.get("operation") or v.metric.split(":", 1)[-1])
+        p = v.details.get("p_value")
+        return cls(FindingKind(kind), label, v.reason, float(p) if isinstance(p, int | float) else math.nan,
+                   math.nan if v.ratio is None else v.ratio, v.ci)
+
+
+# Rows stored before the kinds were named for users.
+_OLD_KINDS = {"latency": "slower", "new-call": "new_call", "n-plus-one": "n_plus_one"}
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def findings_in(verdicts: Sequence[MetricVerdict]) -> list[Finding]:
+    """The trace findings among stored verdict rows (e.g. a rollout's final tick)."""
+    return [f for f in (Finding.from_verdict(v) for v in verdicts) if f is not None]
+
+
+def stored_traces(verdicts: Sequence[MetricVerdict]) -> dict[str, Any] | None:
+    """The `traces` object rebuilt from stored verdict rows; None when the rows hold no trace report."""
+    summary = next((v for v in verdicts if v.metric == SUMMARY_METRIC), None)
+    findings = findings_in(verdicts)
+    if summary is None and not findings:
+        return None
+
+    def count(side: Mapping[str, float] | None) -> int | None:
+        return None if not side or "traces" not in side else int(side["traces"])
+
+    return findings_json(findings, canary_traces=count(summary.canary if summary else None),
+                         baseline_traces=count(summary.baseline if summary else None))
+
+
+def findings_json(findings: Sequence[Finding], *, canary_traces: int | None = None,
+                  baseline_traces: int | None = None) -> dict[str, Any]:
+    """The `traces` object of `judge --json` and `history show --json`."""
+    return {"canary_traces": canary_traces, "baseline_traces": baseline_traces,
+            "findings": [f.to_json() for f in findings]}
+
+
+def finding_lines(findings: Sequence[Finding]) -> list[str]:
+    return [f"  [{f.kind.value}] {f.reason}" for f in findings]
 
 
 @dataclass(frozen=True)
@@ -97,15 +172,14 @@ class TraceReport:
         if not self.enough_data:
             status = Verdict.NO_DATA
         rows = [MetricVerdict(
-            metric="traces", verdict=status, reason=self.summary().splitlines()[0], gate=False,
+            metric=SUMMARY_METRIC, verdict=status, reason=self.summary().splitlines()[0], gate=False,
             canary=counts[0], baseline=counts[1], details={"findings": len(self.findings)},
         )]
-        for f in self.findings:
-            rows.append(MetricVerdict(
-                metric=f"traces/{f.kind}:{f.label}", verdict=Verdict.FAIL, reason=f.reason, gate=False,
-                ratio=f.effect, ci=f.ci, details={"p_value": f.p_value, "kind": f.kind},
-            ))
+        rows += [f.verdict() for f in self.findings]
         return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return findings_json(self.findings, canary_traces=self.traces_canary, baseline_traces=self.traces_baseline)
 
 
 def _pct(factor: float) -> str:
@@ -213,7 +287,7 @@ def _findings(
             reason = (f"{op.label}: canary {_pct(s.factor)} ({level} {_pct(s.ci[0])}..{_pct(s.ci[1])}, "
                       f"{op.traces_canary} vs {op.traces_baseline} traces){cp}")
             material = s.factor >= min_shift and s.ci[0] > 1.0
-            candidates.append((s.p_value, Finding("latency", op.label, reason, s.p_value, s.factor, s.ci)
+            candidates.append((s.p_value, Finding(FindingKind.SLOWER, op.label, reason, s.p_value, s.factor, s.ci)
                                if material else None))
         if op.errors_canary + op.errors_baseline > 0 and op.spans_canary and op.spans_baseline:
             r = op.errors
@@ -221,19 +295,19 @@ def _findings(
                       f"{op.errors_baseline / op.spans_baseline:.1%} of spans ({op.errors_canary}/{op.spans_canary} "
                       f"vs {op.errors_baseline}/{op.spans_baseline}), ratio {r.ratio:.1f}x")
             material = r.ratio >= min_error_ratio and op.errors_canary >= 3
-            candidates.append((r.p_value, Finding("errors", op.label, reason, r.p_value, r.ratio, r.ci)
+            candidates.append((r.p_value, Finding(FindingKind.ERRORS, op.label, reason, r.p_value, r.ratio, r.ci)
                                if material else None))
     for call in calls:
         callee = call.label.rsplit(" -> ", 1)[-1]
         if call.traces_baseline == 0:
             reason = f"new downstream call in canary: {callee} ({call.traces_canary} of {traces_c} traces)"
             candidates.append((call.p_value, Finding(
-                "new-call", call.label, reason, call.p_value, call.traces_canary / max(traces_c, 1))))
+                FindingKind.NEW_CALL, call.label, reason, call.p_value, call.traces_canary / max(traces_c, 1))))
             continue
         ratio = call.per_trace_canary / call.per_trace_baseline if call.per_trace_baseline else math.inf
         reason = (f"repeated calls in canary (N+1): {call.label}: {call.per_trace_canary:.1f} vs "
                   f"{call.per_trace_baseline:.1f} per trace ({traces_c} vs {traces_b} traces)")
-        candidates.append((call.p_value, Finding("n-plus-one", call.label, reason, call.p_value, ratio)
+        candidates.append((call.p_value, Finding(FindingKind.N_PLUS_ONE, call.label, reason, call.p_value, ratio)
                            if ratio >= min_calls_ratio else None))
     rejected = bh_reject([p for p, _ in candidates], alpha)
     found = [f for (_, f), r in zip(candidates, rejected, strict=True) if r and f is not None]

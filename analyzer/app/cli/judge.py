@@ -2,6 +2,8 @@
 
 Exit status: 0 pass, 1 fail, 3 inconclusive, 2 error (bad option, Prometheus unreachable, nothing readable).
 The judging itself is `analyzer.replay.replay`, the same gate the daemon applies interval by interval.
+With a Jaeger trace source (`sources.traces` or `--jaeger-url`) the spans of each interval are fetched too;
+a Jaeger that cannot be asked is reported as `traces: {"unavailable": ...}`, never an error.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from requests.utils import get_environ_proxies
 from analyzer.app import wiring
 from analyzer.config import PrometheusSource, RolloutSpec, SpecError
 from analyzer.ports import SourceUnavailable
-from analyzer.replay import GapKind, MetricSummary, ReplayReport, replay
+from analyzer.replay import GapKind, MetricSummary, ReplayReport, TraceOutcome, replay
 from analyzer.sources.prometheus.client import PromClient
+from analyzer.traces import finding_lines
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
@@ -58,6 +61,15 @@ def prometheus_spec(spec: RolloutSpec, url: str | None) -> RolloutSpec:
     if not _URL.match(url):
         raise SpecError(f"--prometheus-url: {url!r} is not an http(s) URL")
     return wiring.with_overrides(spec, wiring.Settings(prometheus_url=url))
+
+
+def jaeger_spec(spec: RolloutSpec, url: str | None) -> RolloutSpec:
+    """The spec with its trace source a Jaeger one at `url` when given."""
+    if url is None:
+        return spec
+    if not _URL.match(url):
+        raise SpecError(f"--jaeger-url: {url!r} is not an http(s) URL")
+    return wiring.with_overrides(spec, wiring.Settings(jaeger_url=url))
 
 
 def _window(spec: RolloutSpec, start: str, end: str) -> tuple[datetime, datetime]:
@@ -113,14 +125,14 @@ def _nothing_read(report: ReplayReport) -> str | None:
 
 def judge_command(
     spec: RolloutSpec, start: str, end: str, *, prometheus_url: str | None, as_json: bool,
-    canary_weight: int | None = None,
+    canary_weight: int | None = None, jaeger_url: str | None = None,
 ) -> int:
     """Replay [start, end) and print the verdict; returns the exit status. Option mistakes raise SpecError.
 
     `canary_weight` is the canary's percentage of traffic during the window; with it the sample-ratio
     check runs (the weights of a past window are not in the metrics).
     """
-    spec = prometheus_spec(spec, prometheus_url)
+    spec = jaeger_spec(prometheus_spec(spec, prometheus_url), jaeger_url)
     t0, t1 = _window(spec, start, end)
     if canary_weight is not None and not 0 < canary_weight < 100:
         raise SpecError(f"--canary-weight: {canary_weight} is not between 0 and 100 (exclusive)")
@@ -138,7 +150,13 @@ def judge_command(
         PromClient(config).instant("vector(1)", time.time())
     except SourceUnavailable as exc:
         return _error(f"judge: cannot read Prometheus: {exc}")
-    report = replay(spec, wiring.metric_source(spec), t0, t1, expected_share=share)
+    traces = wiring.trace_source(spec)
+    try:
+        report = replay(spec, wiring.metric_source(spec), t0, t1, expected_share=share, traces=traces)
+    finally:
+        close = getattr(traces, "close", None)
+        if close is not None:
+            close()
     failure = _nothing_read(report)
     if failure is not None:
         return _error(f"judge: no interval of the window could be read from Prometheus ({failure})")
@@ -185,6 +203,7 @@ def report_json(report: ReplayReport, spec: RolloutSpec, *, srm_checked: bool) -
         "decided_at": base["decided_at"],
         "metrics": [_metric_json(m) for m in report.metrics],
         "data_quality": {**base["data_quality"], "srm_checked": srm_checked},
+        **({"traces": base["traces"]} if "traces" in base else {}),
     }
 
 
@@ -212,4 +231,20 @@ def summary_lines(report: ReplayReport, spec: RolloutSpec, *, srm_checked: bool)
         f"stale series: {len(dq.stale_series) or 'none'}; traffic split: {split}"
         f"{'; ' + dq.shared_outage if dq.shared_outage else ''}",
     ]
+    if report.traces is not None:
+        lines += trace_lines(report.traces)
     return lines
+
+
+def trace_lines(outcome: TraceOutcome) -> list[str]:
+    """The trace findings (diagnostics unless a `type: traces` metric gates), or why there are none."""
+    if outcome.report is None:
+        return [f"traces: unavailable ({outcome.unavailable}); judged on the metrics alone"]
+    r = outcome.report
+    head = f"traces: {r.traces_canary} canary vs {r.traces_baseline} baseline"
+    if not r.enough_data:
+        return [f"{head}; too few to compare"]
+    if not r.findings:
+        return [f"{head}; no operation looks worse in the canary"]
+    return [f"{head}; {len(r.findings)} finding{'s' if len(r.findings) != 1 else ''}:",
+            *finding_lines(r.findings)]

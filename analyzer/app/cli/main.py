@@ -135,6 +135,8 @@ def judge_window(
     start: Annotated[str, typer.Option(help="Window start: RFC 3339 or unix seconds")],
     end: Annotated[str, typer.Option(help="Window end: RFC 3339 or unix seconds")],
     prometheus_url: Annotated[str | None, typer.Option(help="Overrides sources.metrics.url")] = None,
+    jaeger_url: Annotated[str | None, typer.Option(
+        help="Overrides sources.traces.url (a Jaeger query service); adds trace findings")] = None,
     canary_weight: Annotated[int | None, typer.Option(
         min=1, max=99, help="Canary traffic % during the window; enables the sample-ratio check")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
@@ -143,7 +145,7 @@ def judge_window(
     from analyzer.app.cli.judge import judge_command
 
     code = judge_command(load_spec(config), start, end, prometheus_url=prometheus_url, as_json=as_json,
-                         canary_weight=canary_weight)
+                         canary_weight=canary_weight, jaeger_url=jaeger_url)
     raise typer.Exit(code)
 
 

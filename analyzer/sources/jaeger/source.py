@@ -2,9 +2,13 @@
 
 * api_v3 `GET /api/v3/traces` (OTLP JSON, snake_case params, which every v3 server knows), or v1
   `GET /api/traces` (internal JSON, removed after Jaeger v2.20). `api: auto` probes once and remembers.
-* One query per subset with a revision filter (`query.attributes` from Jaeger v2.19, v1 `tags`), so a
-  small canary is not crowded out of `limit` by the baseline. Servers that cannot filter get one query
-  per tick, filtered here. Search returns whole traces, so spans are always re-filtered here too.
+* One sample per subset with a revision filter (`query.attributes` from Jaeger v2.19, v1 `tags`), so a
+  small canary is not crowded out of `limit` by the baseline. Servers that cannot filter get one sample
+  for both, filtered here. Search returns whole traces, so spans are always re-filtered here too.
+* Jaeger applies the limit per request and returns the newest traces first, so one request over a busy
+  interval would keep only its last seconds. A sample is therefore taken in slices across the window,
+  each with its share of `limit` (a quiet slice passes what it did not use on to the older ones): at
+  most `limit` traces per subset per call, whatever the window's length.
 * A v3 404 "No traces found" is an empty sample. Timeouts, refused connections, 429 and 5xx are retried
   `retries` times with backoff, then raise `SourceUnavailable` so the tick holds.
 """
@@ -12,9 +16,11 @@
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,65 @@ log = structlog.get_logger(__name__)
 REVISION_TAG = "istio.canonical_revision"
 _RETRY_STATUS = frozenset({408, 429})
 _SECOND = timedelta(seconds=1)
+SLICE_S = 10.0  # a slice of the window is at least this long...
+MAX_SLICES = 12  # ...and a sample takes at most this many requests per subset
+MIN_QUOTA = 10  # traces per slice, below which fewer, longer slices are used
+
+Search = Callable[[str, datetime, datetime, Mapping[str, str] | None, int], list["Span"]]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one subset's (or, without a server-side filter, both subsets') slices brought back."""
+
+    spans: list[Span]
+    kept: int  # traces pulled
+    estimated: float  # traces the window held, extrapolated from the slices that came back full
+    cut: bool  # some slice came back full: the window held more traces than the limit let through
+
+
+def slices(start: datetime, end: datetime, budget: int) -> list[tuple[datetime, datetime]]:
+    """Equal slices of [start, end): about SLICE_S long, at most MAX_SLICES, each with a quota of MIN_QUOTA+."""
+    n = max(1, min(MAX_SLICES, budget // MIN_QUOTA, math.ceil((end - start).total_seconds() / SLICE_S)))
+    step = (end - start) / n
+    return [(start + k * step, end if k == n - 1 else start + (k + 1) * step) for k in range(n)]
+
+
+def _trace_starts(spans: Sequence[Span]) -> dict[str, int]:
+    starts: dict[str, int] = {}
+    for s in spans:
+        starts[s.trace_id] = min(starts.get(s.trace_id, s.start_us), s.start_us)
+    return starts
+
+
+def sample(search: Search, service: str, start: datetime, end: datetime, tags: Mapping[str, str] | None,
+           budget: int) -> Sample:
+    """At most `budget` traces spread over [start, end): newest slice first, each with its share of what is left.
+
+    A slice that comes back full kept only its newest traces; how many it held is extrapolated from the
+    part of the slice its traces cover (Jaeger returns the newest first).
+    """
+    parts = slices(start, end, budget)
+    spans: list[Span] = []
+    left, kept, estimated, cut = budget, 0, 0.0, False
+    for k, (lo, hi) in enumerate(reversed(parts)):
+        quota = left // (len(parts) - k)
+        if quota < 1:
+            cut = True
+            break
+        got = search(service, lo, hi, tags, quota)
+        starts = _trace_starts(got)
+        n = len(starts)
+        spans += got
+        kept, left = kept + n, left - n
+        if n >= quota:
+            cut = True
+            oldest = max(_micros(lo), min(starts.values()))
+            covered = max(_micros(hi) - oldest, 1)
+            estimated += n * max(1.0, (_micros(hi) - _micros(lo)) / covered)
+        else:
+            estimated += n
+    return Sample(spans, kept, estimated, cut)
 
 
 def _rfc3339(t: datetime) -> str:
@@ -188,10 +253,11 @@ class JaegerTraceSource:
 
     # ---- queries ----
 
-    def _search_v3(self, service: str, start: datetime, end: datetime, tags: Mapping[str, str] | None) -> list[Span]:
+    def _search_v3(self, service: str, start: datetime, end: datetime, tags: Mapping[str, str] | None,
+                   limit: int) -> list[Span]:
         params: dict[str, Any] = {
             "query.service_name": service, "query.start_time_min": _rfc3339(start),
-            "query.start_time_max": _rfc3339(end), "query.num_traces": self.config.limit,
+            "query.start_time_max": _rfc3339(end), "query.num_traces": limit,
         }
         if tags:
             params["query.attributes"] = json.dumps(dict(tags), separators=(",", ":"))
@@ -205,9 +271,9 @@ class JaegerTraceSource:
             raise SourceUnavailable("jaeger: /api/v3/traces reply is not {\"result\": {...}}")
         return parse_otlp(body)
 
-    def _search_v1(self, service: str, start: datetime, end: datetime, tags: Mapping[str, str] | None) -> list[Span]:
-        params: dict[str, Any] = {"service": service, "start": _micros(start), "end": _micros(end),
-                                  "limit": self.config.limit}
+    def _search_v1(self, service: str, start: datetime, end: datetime, tags: Mapping[str, str] | None,
+                   limit: int) -> list[Span]:
+        params: dict[str, Any] = {"service": service, "start": _micros(start), "end": _micros(end), "limit": limit}
         if tags:
             params["tags"] = json.dumps(dict(tags), separators=(",", ":"))
         response = self._get("/api/traces", params)
@@ -223,22 +289,41 @@ class JaegerTraceSource:
         selector = selector_for(spec)
         service = self.config.service or f"{selector.app}.{spec.target.namespace}"
         version, tag_filter = self.api()
-        search = self._search_v3 if version == "v3" else self._search_v1
+        search: Search = self._search_v3 if version == "v3" else self._search_v1
+        limit = self.config.limit
         try:
             if tag_filter:
-                raw = [s for label in selector.by_label for s in search(service, start, end, {REVISION_TAG: label})]
+                samples = {subset: sample(search, service, start, end, {REVISION_TAG: label}, limit)
+                           for label, subset in selector.by_label.items()}
+                raw = [s for part in samples.values() for s in part.spans]
             else:
-                raw = search(service, start, end, None)
+                both = sample(search, service, start, end, None, limit * len(selector.by_label))
+                raw = both.spans
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SourceUnavailable(f"jaeger: reply does not have the documented shape: {exc!r}") from exc
         spans = selector.assign(dedupe(raw))
         kept = _traces_started_in(spans, _micros(start), _micros(end))
-        traces = len({s.trace_id for s in raw})
-        if traces >= self.config.limit:
-            log.warning("jaeger_limit_reached", limit=self.config.limit, traces=traces,
-                        hint="raise sources.traces.limit or shorten the interval")
-        log.debug("jaeger_spans", api=version, service=service, spans=len(kept), traces=traces)
+        if not tag_filter:
+            samples = _split(both, spans, selector.by_label.values())
+        for subset, part in samples.items():
+            if part.cut:
+                # Which subset lost traces, and how many: the analysis then sees a sample, not the window.
+                log.warning("jaeger_sample_cut", subset=subset, kept=part.kept, estimated=round(part.estimated),
+                            dropped=round(part.estimated - part.kept), limit=limit,
+                            window_s=(end - start).total_seconds(), hint="raise sources.traces.limit to see more")
+        log.debug("jaeger_spans", api=version, service=service, spans=len(kept),
+                  traces={subset: part.kept for subset, part in samples.items()})
         return kept
+
+
+def _split(both: Sample, spans: Sequence[Span], subsets: Iterable[str]) -> dict[str, Sample]:
+    """A shared sample's counts per subset, its estimate shared in proportion to what each subset kept."""
+    by_subset: dict[str, set[str]] = {subset: set() for subset in subsets}
+    for s in spans:
+        if s.subset in by_subset:
+            by_subset[s.subset].add(s.trace_id)
+    scale = both.estimated / max(both.kept, 1)
+    return {subset: Sample([], len(ids), len(ids) * scale, both.cut) for subset, ids in by_subset.items()}
 
 
 def _traces_started_in(spans: Sequence[Span], lo: int, hi: int) -> list[Span]:
