@@ -132,15 +132,17 @@ class FakeJaeger:
             self.injected.append(Injected(status, body, delay, path_prefix))
 
     def _traces(self, service: str, lo_us: int, hi_us: int, tags: dict[str, str], limit: int) -> list[list[Span]]:
-        by_trace: dict[str, list[Span]] = defaultdict(list)
-        for s in self.spans:
-            by_trace[s.trace_id].append(s)
-
         def matches(s: Span) -> bool:
-            return (s.service == service and lo_us <= s.start_us <= hi_us
+            return (lo_us <= s.start_us <= hi_us and s.service == service
                     and all(str(s.attributes.get(k)) == v for k, v in tags.items()))
 
-        hits = [members for members in by_trace.values() if any(matches(s) for s in members)]
+        spans = list(self.spans)  # a simulated mesh may append while a request is served
+        hit = {s.trace_id for s in spans if matches(s)}
+        by_trace: dict[str, list[Span]] = defaultdict(list)
+        for s in spans:
+            if s.trace_id in hit:
+                by_trace[s.trace_id].append(s)
+        hits = list(by_trace.values())
         hits.sort(key=lambda m: min(s.start_us for s in m), reverse=True)  # newest first, like Jaeger
         return hits[:limit]
 
