@@ -21,7 +21,7 @@ from analyzer.model import OUTCOME_BY_PHASE, Action, MetricVerdict
 from analyzer.store import codec
 from analyzer.store.schema import actions, events, metadata, rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutNotFound, SqlStore, make_engine
-from analyzer.traces import FINDING_PREFIX
+from analyzer.traces import FINDING_PREFIX, stored_traces
 
 __all__ = [
     "ActionRow",
@@ -114,6 +114,11 @@ class RolloutDetail:
     events: tuple[EventRow, ...]
     # The engine's trace report rows (summary and findings), kept with the rollout's last tick; () without one.
     trace_verdicts: tuple[MetricVerdict, ...] = ()
+
+    @property
+    def traces(self) -> dict[str, Any] | None:
+        """{canary_traces, baseline_traces, findings: [{kind, operation, effect, ci, reason}]}, or None."""
+        return stored_traces(self.trace_verdicts)
 
 
 @contextmanager

@@ -95,17 +95,15 @@ class Finding:
     @classmethod
     def from_verdict(cls, v: MetricVerdict) -> Finding | None:
         """The finding a stored verdict row holds; None for any other row."""
-        if not v.metric.startswith(FINDING_PREFIX) or v.metric == SUMMARY_METRIC or "kind" not in v.details:
+        if not v.metric.startswith(FINDING_PREFIX) or v.metric == SUMMARY_METRIC:
             return None
-        kind = _OLD_KINDS.get(str(v.details["kind"]), str(v.details["kind"]))
+        if str(v.details.get("kind")) not in {k.value for k in FindingKind}:
+            return None
+        kind = str(v.details["kind"])
         label = str(v.details.get("operation") or v.metric.split(":", 1)[-1])
         p = v.details.get("p_value")
         return cls(FindingKind(kind), label, v.reason, float(p) if isinstance(p, int | float) else math.nan,
                    math.nan if v.ratio is None else v.ratio, v.ci)
-
-
-# Rows stored before the kinds were named for users.
-_OLD_KINDS = {"latency": "slower", "new-call": "new_call", "n-plus-one": "n_plus_one"}
 
 
 def _finite(x: float | None) -> float | None:

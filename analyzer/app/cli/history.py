@@ -12,7 +12,7 @@ from rich.table import Table
 
 from analyzer.errors import UserError
 from analyzer.store.history import RolloutDetail, list_rollouts, rollout_detail
-from analyzer.traces import finding_lines, findings_in, stored_traces
+from analyzer.traces import finding_lines, findings_in
 
 
 def _json(data: Any) -> None:
@@ -55,7 +55,7 @@ def _detail_json(d: RolloutDetail) -> dict[str, Any]:
         ],
         "final_verdicts": [verdict_json(v) for v in d.final_verdicts],
         "events": [asdict(e) for e in d.events],
-        "traces": stored_traces(d.trace_verdicts),  # None: the rollout had no trace source
+        "traces": d.traces,  # None: the rollout had no trace source
     }
 
 
@@ -85,7 +85,7 @@ def print_history_show(url: str, rollout_id: str, *, as_json: bool, console: Con
         console.print(f"[bold]Verdicts at tick {d.final_verdicts_tick}[/]")
         for v in d.final_verdicts:
             console.print(f"  {v.verdict.value:<9} {v.reason}", markup=False)
-    traces = stored_traces(d.trace_verdicts)
+    traces = d.traces
     if traces is not None:
         head = f"{traces['canary_traces']} canary vs {traces['baseline_traces']} baseline traces"
         found = findings_in(d.trace_verdicts)
