@@ -177,3 +177,13 @@ def test_exceedance_counts_per_edge() -> None:
     edges = log_edges(1.0, 10_000.0, 32)
     assert len(edges) == 32 and edges[0] == 1.0 and edges[-1] == 10_000.0
     assert all(b > a for a, b in pairwise(edges))
+
+
+def test_a_long_operation_name_fits_the_store_and_survives_whole() -> None:
+    from analyzer.traces import Finding, FindingKind
+
+    label = "GET reviews:9080/" + "x" * 400 + " -> ratings"
+    finding = Finding(FindingKind.SLOWER, label, "slower", 0.001, 1.5, (1.2, 1.9))
+    row = finding.verdict()
+    assert len(row.metric) == 200 and row.metric.startswith("traces/slower:GET reviews")
+    assert Finding.from_verdict(row) == finding

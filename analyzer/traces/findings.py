@@ -86,8 +86,8 @@ class Finding:
 
     def verdict(self) -> MetricVerdict:
         """The finding as a diagnostic verdict row (gate=False), which the store keeps like any verdict."""
-        return MetricVerdict(
-            metric=f"{FINDING_PREFIX}{self.kind.value}:{self.label}", verdict=Verdict.FAIL, reason=self.reason,
+        return MetricVerdict(  # the store's metric column holds 200 characters; details keep the whole label
+            metric=f"{FINDING_PREFIX}{self.kind.value}:{self.label}"[:200], verdict=Verdict.FAIL, reason=self.reason,
             gate=False, ratio=self.effect, ci=self.ci,
             details={"p_value": self.p_value, "kind": self.kind.value, "operation": self.label},
         )
