@@ -35,11 +35,14 @@ from analyzer.model import (
     SetHeaderRoute,
     SetWeights,
     Span,
+    next_window_start,
 )
 from analyzer.ports import Adapters, HookResult, SourceUnavailable
 from analyzer.traces import TraceReport, analyze_traces
 
 MAX_KEPT_SPANS = 200_000  # bounds memory on long rollouts; the report uses the most recent spans
+# The longest window a gap may be bridged with; past it the increments inside are given up (for both sides).
+MAX_RESUME = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -118,21 +121,28 @@ class Engine:
         verdicts: list[MetricVerdict] = []
         if state.phase in policy.ACTIVE and command is None:
             assert state.evidence is not None
-            end = now - timedelta(seconds=self.lag)
-            start = end - timedelta(seconds=self.spec.timing.interval)
+            start, end = self._window(state, now)
             unavailable = None
-            try:
-                observation = self.metrics.observe(self.spec, start, end)
-            except SourceUnavailable as exc:
-                unavailable = str(exc)
-                log.warning("source_unavailable", error=unavailable)
-                self.store.record_event(self.rollout_id, state.tick + 1, Event.SOURCE_UNAVAILABLE, unavailable)
+            if start < end:
+                try:
+                    observation = self.metrics.observe(self.spec, start, end)
+                except SourceUnavailable as exc:
+                    unavailable = str(exc)
+                    log.warning("source_unavailable", error=unavailable)
+                    self.store.record_event(self.rollout_id, state.tick + 1, Event.SOURCE_UNAVAILABLE, unavailable)
             if observation is not None and self.traces is not None:
                 observation = replace(observation, spans=self._spans(start, end, state.tick + 1, log))
+            if observation is not None and observation.gap is not None:
+                log.info("window_gap", subset=observation.gap.subset, why=observation.gap.why[:200],
+                         resume=observation.gap.resume.value)
             ctx = policy.judge_context(self.spec, state, now, seed=self.seed)
             ctx = replace(ctx, unavailable=unavailable)
             evidence, verdicts = judge(self.spec, state.evidence, observation, ctx)
-            state = replace(state, evidence=evidence)
+            edge = next_window_start(start, end, observation) if start < end else state.last_edge
+            state = replace(state, evidence=evidence, last_edge=edge)
+        elif command is not None:
+            # After a pause or a person's command the evidence windows start afresh.
+            state = replace(state, last_edge=None)
         hooks = self._gate_hooks(state) if command is None else None
         new_state, decision = policy.decide(self.spec, state, verdicts, now, command, hooks)
         if command is None and not (hooks and hooks.blocked):
@@ -206,6 +216,25 @@ class Engine:
     def _trace_rows(self) -> tuple[MetricVerdict, ...]:
         report = self.trace_report()
         return () if report is None else tuple(report.verdicts())
+
+    def _window(self, state: RolloutState, now: datetime) -> tuple[datetime, datetime]:
+        """The evidence window [start, end) for this tick (statistics.md §5.7; docs/state-machine.md).
+
+        It ends one scrape interval back (`lag`) and starts at the last edge both subsets had, so after
+        a gap it reaches back over the gap. It never starts before the current weights' first scrape:
+        the step's change time plus `lag`, so the first window of a step is shorter than an interval
+        and no window mixes two weights. `start >= end` means no post-change window exists yet.
+        """
+        lag = timedelta(seconds=self.lag)
+        interval = timedelta(seconds=self.spec.timing.interval)
+        end = now - lag
+        start = state.last_edge or end - interval
+        if end - start > MAX_RESUME:
+            self.log.warning("gap_too_long_to_bridge", last_edge=start.isoformat())
+            start = end - interval
+        if state.step_started_at is not None:
+            start = max(start, state.step_started_at + lag)
+        return start, end
 
     def _spans(self, start: datetime, end: datetime, tick: int,
                log: structlog.typing.FilteringBoundLogger) -> tuple[Span, ...] | None:

@@ -108,6 +108,9 @@ def _missing_reason(observation: Observation | None, context: JudgeContext) -> s
         return f"source unavailable ({context.unavailable}); holding"
     if observation is None:
         return "no observation; holding"
+    if observation.gap is not None:
+        # One side lacked samples at an edge: neither side's counts cover the window, so both hold.
+        return f"gap for both subsets ({observation.gap.why}); holding"
     if observation.baseline is None or observation.canary is None:
         which = "baseline and canary" if observation.baseline is None and observation.canary is None else (
             "baseline" if observation.baseline is None else "canary")

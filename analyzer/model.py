@@ -147,11 +147,33 @@ class CustomValue:
     canary: float | None
 
 
+class Resume(StrEnum):
+    """Where the next window starts after a gap (statistics.md §5.7, "Per-subset gaps")."""
+
+    START = "start"  # data at this window's end edge is missing: wait for it, keep this window's start
+    END = "end"  # this window's data is unusable but its end edge is good: start afresh at its end
+
+
+@dataclass(frozen=True)
+class DataGap:
+    """Why an interval cannot feed the evidence. A gap is always a gap for both subsets.
+
+    `subset` names the side that lacked data (baseline, canary or both); `unreadable` is True when
+    samples were there but held values no counter can have (NaN, ±Inf, fractions, negatives).
+    """
+
+    subset: str
+    why: str
+    resume: Resume = Resume.START
+    unreadable: bool = False
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the metric source saw for one interval [start, end).
 
-    A subset is None when its series are missing (no data); the tick then holds.
+    A subset is None when its series are missing (no data); the tick then holds. With `gap` set both
+    subsets are None: one side lacked samples at an edge, so no count of either side is comparable.
     """
 
     start: datetime
@@ -165,10 +187,24 @@ class Observation:
     header_requests: int | None = None
     # Sampled spans of the interval; None when no trace source is configured or it was unavailable.
     spans: tuple[Span, ...] | None = None
+    gap: DataGap | None = None
 
     @property
     def has_data(self) -> bool:
-        return self.baseline is not None and self.canary is not None
+        return self.gap is None and self.baseline is not None and self.canary is not None
+
+
+def next_window_start(start: datetime, end: datetime, observation: Observation | None) -> datetime:
+    """The last edge both subsets have after observing [start, end): where the next window starts.
+
+    Without an answer (source unavailable), without a subset's series, or with data missing at the end
+    edge, the next window starts at `start` again, so both sides' increments keep covering one span.
+    """
+    if observation is None or (observation.gap is None and not observation.has_data):
+        return start
+    if observation.gap is not None and observation.gap.resume is Resume.START:
+        return start
+    return end
 
 
 class Verdict(StrEnum):
@@ -308,6 +344,9 @@ class RolloutState:
     failures: int = 0  # consecutive ticks whose actions failed
     hook_failures: int = 0  # failed `rollout` hook calls over the rollout
     confirm_wait_s: float = 0.0  # time spent waiting for confirm hooks; it does not use the budget
+    # The last window edge both subsets had samples at: the next evidence window starts there (after a
+    # gap it reaches back over it). None: start one interval before the window's end.
+    last_edge: datetime | None = None
 
     @property
     def outcome(self) -> str | None:

@@ -17,7 +17,7 @@ import structlog
 from analyzer.config import RolloutSpec
 from analyzer.gate import GateKind, dwell_done, gate_outcome
 from analyzer.judge import OUTAGE_KEY, SRM_KEY, JudgeContext, initial_evidence, judge
-from analyzer.model import MetricVerdict, Observation, Span, Verdict
+from analyzer.model import MetricVerdict, Observation, Span, Verdict, next_window_start
 from analyzer.policy import warming_up
 from analyzer.ports import MetricSource, SourceUnavailable, TraceSource
 from analyzer.traces import TraceReport, analyze_traces
@@ -45,6 +45,8 @@ class MetricSummary:
 class GapKind(StrEnum):
     UNAVAILABLE = "unavailable"  # the source could not be asked
     NO_DATA = "no_data"  # the source answered without the series of one subset or both
+    EDGE = "edge"  # one subset lacked samples at an edge of the window: a gap for both (statistics.md §5.7)
+    UNREADABLE = "unreadable"  # samples held values no counter has (NaN, ±Inf, fractions, negatives)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ def _gap(start: datetime, end: datetime, observation: Observation | None, unavai
     if unavailable is not None:
         return Gap(start, end, GapKind.UNAVAILABLE, f"source unavailable: {unavailable}")
     assert observation is not None
+    if observation.gap is not None:
+        kind = GapKind.UNREADABLE if observation.gap.unreadable else GapKind.EDGE
+        return Gap(start, end, kind, f"gap for both subsets: {observation.gap.why}")
     if observation.baseline is None or observation.canary is None:
         return Gap(start, end, GapKind.NO_DATA, "no data for " + " and ".join(
             n for n, s in (("baseline", observation.baseline), ("canary", observation.canary)) if s is None))
@@ -148,6 +153,10 @@ def replay(
 ) -> ReplayReport:
     """Judge [start, end) in steps of spec.timing.interval; a trailing partial interval is left out.
 
+    The windows follow the daemon's rules (statistics.md §5.7): each ends one interval later than
+    the last, and starts at the last edge both subsets had, so after a gap it reaches back over it
+    and both sides' increments cover the same span.
+
     `expected_share` is the canary's configured traffic share during the window; without it the
     sample-ratio check is skipped (the weights of a past window are not in the metrics).
     With `traces`, each interval's spans are fetched as the engine does per tick: trace metrics judge
@@ -164,11 +173,12 @@ def replay(
     ticks = with_data = 0
     sampled = _Sampled(traces)
     t = start
+    edge = start  # the last edge both subsets had: the next window starts there
     while t + step <= end:
         observation: Observation | None = None
         unavailable = None
         try:
-            observation = source.observe(spec, t, t + step)
+            observation = source.observe(spec, edge, t + step)
             stale.update(observation.stale_series)
         except SourceUnavailable as exc:
             unavailable = str(exc)
@@ -179,13 +189,14 @@ def replay(
                                assess_promotion=True, unavailable=unavailable, seed=ticks)
         evidence, verdicts = judge(spec, evidence, observation, context)
         ticks += 1
-        gap = _gap(t, t + step, observation, unavailable)
+        gap = _gap(edge, t + step, observation, unavailable)
         if gap:
             gaps.append(gap)
         elif not context.warmup:
             with_data += 1
         srm = srm or next((v.reason for v in verdicts if v.metric == SRM_KEY and v.verdict is Verdict.HALT), None)
         outage = outage or next((v.reason for v in verdicts if v.metric == OUTAGE_KEY), None)
+        edge = next_window_start(edge, t + step, observation)
         t += step
         decided = _outcome(spec, verdicts, with_data)
         if decided:

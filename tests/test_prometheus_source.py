@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from analyzer.config import RolloutSpec, SpecError, parse_spec
-from analyzer.model import ISTIO_DEFAULT_EDGES_MS, SubsetCounts
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Resume, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.replay import replay
 from analyzer.sim.exposition import Layout, Plan, Pod, build_plan, exposition, openmetrics
@@ -110,20 +110,34 @@ def test_counts_equal_ground_truth_every_interval(backfilled, reporter):
     truth, plan, prom = backfilled
     spec = make_spec(prom.url, reporter=reporter)
     source = PrometheusMetricSource()
-    for k in range(N_INTERVALS):
+    for k in range(REMOVED_BASELINE):
         obs = source.observe(spec, *window(plan.layout.start, k))
+        assert obs.gap is None, f"interval {k}: {obs.gap}"
         assert obs.baseline == truth[("reviews", "v1")][k], f"interval {k}"
         assert obs.canary == truth[("reviews", "v2")][k], f"interval {k}"
         assert obs.edges == ISTIO_DEFAULT_EDGES_MS
 
 
 @pytest.mark.prometheus
+def test_a_pod_that_stops_reporting_makes_a_gap_for_both_naming_it(backfilled):
+    """Within the grace (the lookback) a silent pod may be missing scrapes: both sides hold, resuming from start."""
+    _, plan, prom = backfilled
+    source, spec = PrometheusMetricSource(), make_spec(prom.url)
+    for k in range(REMOVED_BASELINE, N_INTERVALS):
+        obs = source.observe(spec, *window(plan.layout.start, k))
+        assert obs.gap is not None and obs.baseline is None and obs.canary is None, f"interval {k}"
+        assert obs.gap.subset == "baseline" and obs.gap.resume is Resume.START
+        assert 'pod="reviews-v1-b"' in obs.gap.why and "missed the last scrape" in obs.gap.why
+
+
+@pytest.mark.prometheus
 def test_one_long_window_equals_the_sum_of_its_intervals(backfilled):
     truth, plan, prom = backfilled
     spec = make_spec(prom.url)
-    obs = PrometheusMetricSource().observe(spec, window(plan.layout.start, 0)[0], window(plan.layout.start, 7)[1])
+    last = REMOVED_BASELINE - 1  # the last interval before a pod vanishes
+    obs = PrometheusMetricSource().observe(spec, window(plan.layout.start, 0)[0], window(plan.layout.start, last)[1])
     expected = truth[("reviews", "v1")][0]
-    for counts in truth[("reviews", "v1")][1:]:
+    for counts in truth[("reviews", "v1")][1:last + 1]:
         expected = expected + counts
     assert obs.baseline == expected
 
@@ -229,7 +243,12 @@ def test_replay_over_the_backfilled_window_reports_data_quality(backfilled):
     report = replay(spec, PrometheusMetricSource(), start, window(start.timestamp(), 7)[1])
     dq = report.data_quality
     assert report.verdict == "inconclusive"
-    assert (dq.intervals, dq.intervals_with_data, dq.gaps) == (N_INTERVALS, N_INTERVALS, ())
+    assert (dq.intervals, dq.intervals_with_data) == (N_INTERVALS, REMOVED_BASELINE)
+    # After the pod vanished, each window starts at the last edge both subsets had.
+    assert [(g.start, g.end) for g in dq.gaps] == [(window(start.timestamp(), REMOVED_BASELINE)[0],
+                                                    window(start.timestamp(), k)[1])
+                                                   for k in range(REMOVED_BASELINE, N_INTERVALS)]
+    assert all('pod="reviews-v1-b"' in g.why and g.kind.value == "edge" for g in dq.gaps)
     assert dq.stale_series and all('pod="reviews-v1-b"' in s for s in dq.stale_series)
     assert json.loads(json.dumps(report.to_json()))["data_quality"]["intervals"] == N_INTERVALS
 
@@ -274,6 +293,7 @@ def test_error_definition_options():
 class FakePrometheus:
     def __init__(self) -> None:
         self.mode = "garbage"
+        self.bad = "NaN"
         self.hits = 0
         self.auth: list[str | None] = []
         self.paths: list[str] = []
@@ -312,10 +332,12 @@ class FakePrometheus:
         if self.mode == "wrong_shape":
             return 200, b'{"status":"success","data":{"resultType":"matrix","result":{"oops":1}}}'
         result: list[dict] = []
-        if self.mode == "nan":
+        if self.mode == "bad_value":  # one baseline sample mid-window holds self.bad; every edge has samples
             labels = {"__name__": "istio_requests_total", "destination_canonical_revision": "v1", "pod": "p"}
-            result = [{"metric": labels, "values": [[1e9 + 1, "5"], [1e9 + 30, "NaN"]]},
-                      {"metric": {**labels, "destination_canonical_revision": "v2"}, "values": [[1e9 + 1, "7"]]}]
+            result = [{"metric": labels, "values": [[1e9 - 10, "5"], [1e9 + 15, "6"], [1e9 + 30, self.bad],
+                                                    [1e9 + 50, "9"]]},
+                      {"metric": {**labels, "destination_canonical_revision": "v2"},
+                       "values": [[1e9 - 10, "3"], [1e9 + 15, "4"], [1e9 + 30, "5"], [1e9 + 50, "7"]]}]
         return 200, json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}}).encode()
 
     def stop(self) -> None:
@@ -357,12 +379,25 @@ def test_rejected_query_is_not_retried(fake):
     assert fake.hits == 1
 
 
-def test_nan_sample_makes_that_subset_none(fake):
-    fake.mode = "nan"
+@pytest.mark.parametrize(("bad", "why"), [("NaN", "NaN"), ("+Inf", "+Inf"), ("-Inf", "-Inf"), ("6.5", "fractional"),
+                                          ("-2", "negative")])
+def test_a_value_no_counter_has_makes_an_unreadable_gap_for_both(fake, bad, why):
+    fake.mode, fake.bad = "bad_value", bad
     spec = make_spec(fake.url, metrics=[{"type": "error-rate"}])
-    obs = PrometheusMetricSource().observe(spec, at(1e9), at(1e9 + 60))
-    assert obs.baseline is None
-    assert obs.canary == SubsetCounts(7, 0, ())
+    obs = PrometheusMetricSource().observe(spec, at(1e9), at(1e9 + 40))
+    assert obs.baseline is None and obs.canary is None and not obs.has_data
+    assert obs.gap is not None and obs.gap.subset == "baseline" and obs.gap.unreadable
+    assert why in obs.gap.why and 'pod="p"' in obs.gap.why
+    assert obs.gap.resume is Resume.END  # the end edge is good: the next window starts after the bad sample
+    # The next window reads past it: the bad sample is dropped and the reference is the last good one.
+    nxt = PrometheusMetricSource().observe(spec, at(1e9 + 40), at(1e9 + 60))
+    assert nxt.gap is None and nxt.baseline == SubsetCounts(3, 0, ()) and nxt.canary == SubsetCounts(2, 0, ())
+
+
+def test_a_value_within_float_rounding_of_a_whole_number_is_rounded(fake):
+    fake.mode, fake.bad = "bad_value", "7.0000000000001"
+    obs = PrometheusMetricSource().observe(make_spec(fake.url, metrics=[{"type": "error-rate"}]), at(1e9), at(1e9 + 60))
+    assert obs.gap is None and obs.baseline == SubsetCounts(4, 0, ())
 
 
 def test_credentials_are_read_from_files_and_path_prefix_is_used(fake, tmp_path):

@@ -49,7 +49,7 @@ class BinomialSource:
         return 0.0
 
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
-        k = int((start - T0).total_seconds() // 60)
+        k = int((end - T0).total_seconds() // 60) - 1  # by the window's end: after a gap it starts earlier
         if k in self.down:
             raise SourceUnavailable("connection refused")
         canary = None if k in self.no_canary else self._counts(self.rates["canary"])

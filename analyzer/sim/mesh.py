@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import norm
 
 from analyzer.config import RolloutSpec
-from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Observation, SubsetCounts
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, DataGap, Observation, Resume, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.sim.scenario import Latency, Scenario
 from analyzer.traffic.memory import MemoryRouter
@@ -92,18 +92,53 @@ class SimulatedMesh:
         return 0.0  # the simulated interval is known the moment it ends
 
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
-        t = (start - self.t0).total_seconds()
-        mid = t + (end - start).total_seconds() / 2
+        """The counts of [start, end) as Prometheus would show them, gaps included.
+
+        Traffic is simulated once, as time passes; a window that reaches back over a gap (the engine
+        resumes from the last edge both subsets had) sums the intervals already simulated. A tick's
+        gap is decided at the middle of its own interval (the last `spec.timing.interval` of the window).
+        """
         sc = self.scenario
-        gap = next((g for g in sc.gaps if g.covers(mid)), None)
+        probe = (end - self.t0).total_seconds() - min(spec.timing.interval, (end - start).total_seconds()) / 2
         # Simulate even in a gap: the mesh keeps serving requests while telemetry is missing.
-        interval = self.simulate(spec, start, end)
-        if gap is not None and gap.kind == "unavailable":
-            raise SourceUnavailable(f"simulated Prometheus outage at minute {mid / 60:.1f}")
-        if gap is not None:
-            return Observation(start, end, None, None, self.edges)
-        return Observation(start, end, interval.baseline, interval.canary, self.edges,
-                           header_requests=interval.header_requests)
+        self._simulate_until(spec, start, end)
+        down = next((g for g in sc.gaps if g.kind == "unavailable" and g.covers(probe)), None)
+        if down is not None:
+            raise SourceUnavailable(f"simulated Prometheus outage at minute {probe / 60:.1f}")
+        lacking = self._gap_sides(probe)
+        if lacking == {"both"}:
+            return Observation(start, end, None, None, self.edges)  # no series at all
+        if lacking:
+            side = lacking.pop() if len(lacking) == 1 else "both"
+            return Observation(start, end, None, None, self.edges, gap=DataGap(
+                side, f"{side}: simulated scrape gap at minute {probe / 60:.1f}", Resume.START))
+        # A side whose scrapes were missing just before `start` resumed after a gap: its first
+        # increments reach back before `start`, so the window is a gap too (resume at its end).
+        resumed = self._gap_sides((start - self.t0).total_seconds() - 1e-3)
+        if resumed:
+            side = resumed.pop() if len(resumed) == 1 else "both"
+            return Observation(start, end, None, None, self.edges, gap=DataGap(
+                side, f"{side}: resumed after a simulated scrape gap", Resume.END))
+        inside = [iv for iv in self.history if start <= iv.start and iv.end <= end]
+        if not inside:
+            raise ValueError(f"window [{start}, {end}) does not start at an edge of the simulated intervals")
+        baseline, canary = inside[0].baseline, inside[0].canary
+        for iv in inside[1:]:
+            baseline, canary = baseline + iv.baseline, canary + iv.canary
+        return Observation(start, end, baseline, canary, self.edges,
+                           header_requests=sum(iv.header_requests for iv in inside))
+
+    def _gap_sides(self, t: float) -> set[str]:
+        return {g.subset for g in self.scenario.gaps if g.kind == "no-data" and g.covers(t)}
+
+    def _simulate_until(self, spec: RolloutSpec, start: datetime, end: datetime) -> None:
+        """Simulate what has not been yet, up to `end`, with an interval edge at `start`."""
+        until = self.history[-1].end if self.history else start
+        if until < start:
+            self.simulate(spec, until, start)
+            until = start
+        if until < end:
+            self.simulate(spec, until, end)
 
     def simulate(self, spec: RolloutSpec, start: datetime, end: datetime) -> Interval:
         sc, rng = self.scenario, self.rng

@@ -70,9 +70,14 @@ class Outage(Window):
 
 
 class Gap(Window):
-    """Telemetry trouble: `no-data` returns empty series, `unavailable` makes the source fail."""
+    """Telemetry trouble: `no-data` returns empty series, `unavailable` makes the source fail.
+
+    `subset` narrows a no-data gap to one side's scrapes (baseline or canary); the other side keeps
+    reporting, and the source calls the window a gap for both (statistics.md §5.7).
+    """
 
     kind: Literal["no-data", "unavailable"] = "no-data"
+    subset: Literal["both", "baseline", "canary"] = "both"
 
 
 class Warmup(Model):

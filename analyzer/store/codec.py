@@ -22,6 +22,7 @@ from analyzer.model import (
     Action,
     ActionResult,
     CustomValue,
+    DataGap,
     Decision,
     DecisionKind,
     Event,
@@ -30,6 +31,7 @@ from analyzer.model import (
     Notify,
     Observation,
     RestoreRoute,
+    Resume,
     RolloutState,
     Scale,
     SetHeaderRoute,
@@ -148,6 +150,8 @@ def encode_observation(o: Observation) -> JSON:
         },
         "stale_series": list(o.stale_series),
         "header_requests": o.header_requests,
+        "gap": None if o.gap is None else {"subset": o.gap.subset, "why": o.gap.why, "resume": o.gap.resume.value,
+                                           "unreadable": o.gap.unreadable},
     }
 
 
@@ -164,6 +168,8 @@ def decode_observation(d: JSON) -> Observation:
         },
         stale_series=tuple(d.get("stale_series", ())),
         header_requests=d.get("header_requests"),
+        gap=None if d.get("gap") is None else DataGap(d["gap"]["subset"], d["gap"]["why"], Resume(d["gap"]["resume"]),
+                                                      bool(d["gap"].get("unreadable", False))),
     )
 
 

@@ -115,11 +115,14 @@ def connect_error(
 
 
 def _nothing_read(report: ReplayReport) -> str | None:
-    """The first failure when no interval of the window could be read at all; else None."""
+    """The first failure when no interval of the window could be read at all; else None.
+
+    Unreadable is a source that did not answer or values no counter has (NaN, ±Inf, fractions).
+    """
     dq = report.data_quality
-    unavailable = [g for g in dq.gaps if g.kind is GapKind.UNAVAILABLE]
-    if dq.intervals and len(unavailable) == dq.intervals:
-        return unavailable[0].why
+    unreadable = [g for g in dq.gaps if g.kind in (GapKind.UNAVAILABLE, GapKind.UNREADABLE)]
+    if dq.intervals and len(unreadable) == dq.intervals:
+        return unreadable[0].why
     return None
 
 

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
 from analyzer.config import CustomMetric, LatencyMetric, PrometheusSource, RolloutSpec
-from analyzer.model import ISTIO_DEFAULT_EDGES_MS, CustomValue, Observation, SubsetCounts
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS, CustomValue, DataGap, Observation, Resume, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.sources.prometheus import promql
 from analyzer.sources.prometheus.client import PromClient, Series, first_label_match
-from analyzer.stats.counters import has_nan, is_stale, sum_increases
+from analyzer.stats.counters import BadSample, Sample, clean, edge_gap, is_stale, sum_increases
 
 # How far before `start` to look for each series' reference sample. Prometheus' own staleness
 # window is 5 minutes; a series with no sample in it is treated as born inside the window.
 MIN_LOOKBACK_S = 300.0
-_SERIES_ID_LABELS = ("pod", "instance", "response_code", "grpc_response_status")
+_SERIES_ID_LABELS = ("pod", "instance", "response_code", "grpc_response_status", "le")
 
 
 def _ts(moment: datetime) -> float:
@@ -40,14 +41,55 @@ def _latency_metric(spec: RolloutSpec) -> LatencyMetric | None:
     return next((m for m in spec.analysis.metrics if isinstance(m, LatencyMetric)), None)
 
 
-def _series_id(series: Series, subset_label: str) -> str:
+def _series_id(series: Series | _Clean, subset_label: str) -> str:
     name = series.labels.get("__name__", "?")
     keys = (subset_label, *_SERIES_ID_LABELS)
     body = ",".join(f'{k}="{series.labels[k]}"' for k in keys if k in series.labels)
     return f"{name}{{{body}}}"
 
 
-def _le(series: Series) -> float | None:
+@dataclass(frozen=True)
+class _Clean:
+    """A series with the samples a counter can have, and the ones it cannot."""
+
+    labels: Mapping[str, str]
+    samples: tuple[Sample, ...]
+    bad: tuple[BadSample, ...]
+
+
+def _cleaned(series: Sequence[Series]) -> list[_Clean]:
+    return [_Clean(s.labels, *clean(s.samples)) for s in series]
+
+
+def _gap(
+    by_side: Mapping[str, tuple[Sequence[_Clean], Sequence[_Clean]]], subset_label: str, t0: float, t1: float,
+    scrape: float, grace: float,
+) -> DataGap | None:
+    """The window's gap, if any: bad values in it first, then a side missing samples at an edge."""
+    found: list[tuple[str, DataGap]] = []
+    for side, (req, hist) in by_side.items():
+        series = (*req, *hist)
+        bad = [(s, b) for s in series for b in s.bad if t0 <= b.t < t1]
+        if bad:
+            s, b = bad[0]
+            more = f" ({len(bad) - 1} more bad samples)" if len(bad) > 1 else ""
+            why = f"{side}: {_series_id(s, subset_label)} has value {b.why} at {b.t:.3f}{more}"
+            found.append((side, DataGap(side, why, Resume.END, unreadable=True)))
+            continue
+        edge = edge_gap({_series_id(s, subset_label): s.samples for s in series}, t0, t1, scrape, grace)
+        if edge is not None:
+            why = f"{side}: {edge.why}"
+            found.append((side, DataGap(side, why, Resume.START if edge.at_end else Resume.END)))
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0][1]
+    # Both sides: wait for the end edge if either lacks it; unreadable only if both are.
+    resume = Resume.START if any(g.resume is Resume.START for _, g in found) else Resume.END
+    return DataGap("both", "; ".join(g.why for _, g in found), resume, all(g.unreadable for _, g in found))
+
+
+def _le(series: Series | _Clean) -> float | None:
     try:
         return float(series.labels.get("le", "nan").replace("+Inf", "inf"))
     except ValueError:
@@ -95,22 +137,27 @@ class PrometheusMetricSource:
         if t1 <= t0:
             raise ValueError(f"empty interval [{start}, {end})")
         log = structlog.get_logger(__name__).bind(target=spec.name, start=start.isoformat(), end=end.isoformat())
-        span = (t1 - t0) + max(MIN_LOOKBACK_S, 4 * config.scrape_interval)
+        lookback = max(MIN_LOOKBACK_S, 4 * config.scrape_interval)
+        # The range reaches `lookback` before the window's start however long the window is, so after a
+        # gap (the engine resumes from the last edge both subsets had) every reference sample is found.
+        span = (t1 - t0) + lookback
         latency = _latency_metric(spec)
         edges = tuple(latency.bucket_edges) if latency else ISTIO_DEFAULT_EDGES_MS
 
-        requests = client.raw_series(sel.raw_samples(promql.REQUESTS_METRIC, span), t1)
-        buckets = client.raw_series(sel.raw_samples(promql.BUCKET_METRIC, span), t1) if latency else []
+        requests = _cleaned(client.raw_series(sel.raw_samples(promql.REQUESTS_METRIC, span), t1))
+        buckets = _cleaned(client.raw_series(sel.raw_samples(promql.BUCKET_METRIC, span), t1)) if latency else []
         errors = promql.ErrorDefinition.from_spec(spec)
+        subsets = {"baseline": sel.baseline, "canary": sel.canary}
+        by_side = {
+            side: ([s for s in requests if s.labels.get(sel.subset_label) == value],
+                   [s for s in buckets if s.labels.get(sel.subset_label) == value])
+            for side, value in subsets.items()
+        }
 
-        def counts(value: str) -> SubsetCounts | None:
-            req = [s for s in requests if s.labels.get(sel.subset_label) == value]
-            hist = [s for s in buckets if s.labels.get(sel.subset_label) == value]
+        def counts(side: str) -> SubsetCounts | None:
+            req, hist = by_side[side]
             if not req or (latency and not hist):
-                log.info("subset_has_no_series", subset=value, requests=len(req), buckets=len(hist))
-                return None
-            if any(has_nan(s.samples) for s in (*req, *hist)):
-                log.warning("subset_has_nan_samples", subset=value)
+                log.info("subset_has_no_series", subset=side, requests=len(req), buckets=len(hist))
                 return None
             return SubsetCounts(
                 requests=sum_increases((s.samples for s in req), t0, t1),
@@ -120,23 +167,31 @@ class PrometheusMetricSource:
 
         stale = sorted(
             {_series_id(s, sel.subset_label) for s in (*requests, *buckets)
-             if is_stale(s.samples, t1, config.scrape_interval)}
+             if is_stale(s.samples, t1, config.scrape_interval) and s.samples and s.samples[-1][0] >= t1 - lookback}
         )
         if stale:
             log.info("stale_series", count=len(stale))
+        custom = self._custom(spec, client, sel, t0, t1)
+        gap = None
+        if all(req and (hist or not latency) for req, hist in by_side.values()):
+            gap = _gap(by_side, sel.subset_label, t0, t1, config.scrape_interval, lookback)
+        if gap is not None:
+            log.info("window_gap", subset=gap.subset, why=gap.why, resume=gap.resume.value)
+            return Observation(start=start, end=end, baseline=None, canary=None, edges=edges, custom=custom,
+                               stale_series=tuple(stale), gap=gap)
         return Observation(
             start=start,
             end=end,
-            baseline=counts(sel.baseline),
-            canary=counts(sel.canary),
+            baseline=counts("baseline"),
+            canary=counts("canary"),
             edges=edges,
-            custom=self._custom(spec, client, sel, t0, t1),
+            custom=custom,
             stale_series=tuple(stale),
         )
 
     @staticmethod
-    def _latency_le(hist: Sequence[Series], edges: Sequence[float], t0: float, t1: float) -> tuple[int, ...]:
-        by_le: dict[float, list[Series]] = {}
+    def _latency_le(hist: Sequence[_Clean], edges: Sequence[float], t0: float, t1: float) -> tuple[int, ...]:
+        by_le: dict[float, list[_Clean]] = {}
         for s in hist:
             le = _le(s)
             if le is not None:
