@@ -11,10 +11,14 @@ from hypothesis import strategies as st
 
 from analyzer.stats.counters import (
     as_count,
+    clean,
+    edge_gap,
     is_stale,
     reset_delta,
+    scrape_period,
     series_deltas,
     sum_increases,
+    value_problem,
     window_increase,
 )
 
@@ -121,3 +125,55 @@ def test_a_series_born_inside_the_window_counts_its_first_sample(values):
     cumulative = [float(sum(values[: i + 1])) for i in range(len(values))]
     samples = [(float(i), v) for i, v in enumerate(cumulative)]
     assert as_count(window_increase(samples, 0.0, float(len(values)))) == sum(values)
+
+
+# ---- edges (statistics.md §5.7): one subset's samples at both edges of a window ----
+
+
+def scraped(first: float, last: float, every: float = 15.0, value: float = 0.0) -> list[tuple[float, float]]:
+    out, t = [], first
+    while t <= last:
+        out.append((t, value))
+        value += 10
+        t += every
+    return out
+
+
+def test_edges_present_for_every_series_is_no_gap():
+    series = {"a": scraped(7, 200), "b": scraped(12, 200)}
+    assert edge_gap(series, 60, 120, 15, 300) is None
+
+
+def test_a_subset_without_a_current_sample_at_the_end_waits_for_it():
+    gap = edge_gap({"a": scraped(7, 90)}, 60, 120, 15, 300)  # last scrape 97: the one at 112 is missing
+    assert gap is not None and gap.at_end and "before the window's end" in gap.why
+
+
+def test_one_series_missing_scrapes_holds_the_window_until_the_grace_then_counts_as_gone():
+    series = {"a": scraped(7, 430), "gone": scraped(7, 90)}
+    held = edge_gap(series, 60, 120, 15, 300)
+    assert held is not None and held.at_end and held.series == ("gone",)
+    assert edge_gap(series, 60, 420, 15, 300) is None  # 330 s after its last sample: a removed pod
+
+
+def test_a_side_resuming_after_missing_scrapes_skips_past_the_window():
+    series = {"a": [*scraped(7, 37), *scraped(112, 200, value=500)]}  # scrapes 52..97 missed
+    gap = edge_gap(series, 60, 120, 15, 300)
+    assert gap is not None and not gap.at_end and "before the window's start" in gap.why
+    mixed = {"a": scraped(7, 200), "b": [*scraped(7, 22), *scraped(97, 200, value=500)]}
+    resumed = edge_gap(mixed, 60, 120, 15, 300)
+    assert resumed is not None and not resumed.at_end and resumed.series == ("b",)
+
+
+def test_a_series_born_inside_the_window_is_no_gap_and_the_period_is_the_series_own():
+    assert edge_gap({"a": scraped(7, 200), "new": scraped(82, 200)}, 60, 120, 15, 300) is None
+    # Scraped every 30 s although the spec says 15 s: its own spacing decides what is current.
+    assert edge_gap({"a": scraped(5, 200, every=30)}, 60, 120, 15, 300) is None
+    assert scrape_period([0, 30, 60, 95], 15) == 30 and scrape_period([0, 30], 15) == 15
+
+
+def test_clean_rounds_float_noise_and_sets_aside_what_no_counter_has():
+    good, bad = clean([(1, 5.0), (2, 7.0000000000001), (3, math.nan), (4, math.inf), (5, 8.5), (6, -1.0)])
+    assert good == ((1, 5.0), (2, 7.0))
+    assert [b.why.split(" ")[0] for b in bad] == ["NaN", "+Inf", "fractional", "negative"]
+    assert value_problem(1e15) is None
