@@ -78,6 +78,11 @@ class Selection:
         """Range selector: an instant query of it returns the raw samples, not an extrapolated rate."""
         return f"{metric}{{{self.matchers()}}}[{duration(window_s)}]"
 
+    def sample_counts(self, metric: str, pod_label: str, pods: list[str], window_s: float) -> str:
+        """Samples per series of these pods over a range: which series existed before it."""
+        pod_matcher = f"{safe_label_name(pod_label, 'pod label')}=~{quote(regex_alternation(pods))}"
+        return f"count_over_time({metric}{{{self.matchers()},{pod_matcher}}}[{duration(window_s)}])"
+
 
 def selection(spec: RolloutSpec, source: PrometheusSource) -> Selection:
     service = source.service or spec.target.host.split(".", 1)[0]

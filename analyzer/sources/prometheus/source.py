@@ -29,6 +29,9 @@ from analyzer.stats.counters import BadSample, Sample, clean, edge_gap, is_stale
 # How far before `start` to look for each series' reference sample. Prometheus' own staleness
 # window is 5 minutes; a series with no sample in it is treated as born inside the window.
 MIN_LOOKBACK_S = 300.0
+# How far back to look for a series that seems new: one that existed before is back from a long gap.
+RETURN_HISTORY_S = 6 * 3600.0
+_POD_LABELS = ("pod", "instance")
 _SERIES_ID_LABELS = ("pod", "instance", "response_code", "grpc_response_status", "le")
 
 
@@ -87,6 +90,23 @@ def _gap(
     # Both sides: wait for the end edge if either lacks it; unreadable only if both are.
     resume = Resume.START if any(g.resume is Resume.START for _, g in found) else Resume.END
     return DataGap("both", "; ".join(g.why for _, g in found), resume, all(g.unreadable for _, g in found))
+
+
+def _label_set(labels: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    return frozenset((k, v) for k, v in labels.items() if k != "__name__")
+
+
+def _returned_gap(
+    by_side: Mapping[str, tuple[Sequence[_Clean], Sequence[_Clean]]], subset_label: str, returned: set[str],
+    lookback: float,
+) -> DataGap | None:
+    for side, (req, hist) in by_side.items():
+        back = sorted(name for s in (*req, *hist) if (name := _series_id(s, subset_label)) in returned)
+        if back:
+            more = f" and {len(back) - 1} more" if len(back) > 1 else ""
+            return DataGap(side, f"{side}: {len(back)} series came back after more than {lookback:g}s without "
+                           f"samples: {back[0]}{more}", Resume.END)
+    return None
 
 
 def _le(series: Series | _Clean) -> float | None:
@@ -175,6 +195,9 @@ class PrometheusMetricSource:
         gap = None
         if all(req and (hist or not latency) for req, hist in by_side.values()):
             gap = _gap(by_side, sel.subset_label, t0, t1, config.scrape_interval, lookback)
+        if gap is None and all(req for req, _ in by_side.values()):
+            returned = self._returned(client, sel, (requests, buckets), t0, t0 - lookback)
+            gap = _returned_gap(by_side, sel.subset_label, returned, lookback)
         if gap is not None:
             log.info("window_gap", subset=gap.subset, why=gap.why, resume=gap.resume.value)
             return Observation(start=start, end=end, baseline=None, canary=None, edges=edges, custom=custom,
@@ -188,6 +211,28 @@ class PrometheusMetricSource:
             custom=custom,
             stale_series=tuple(stale),
         )
+
+    @staticmethod
+    def _returned(
+        client: PromClient, sel: promql.Selection, metrics: tuple[Sequence[_Clean], Sequence[_Clean]], t0: float,
+        before: float,
+    ) -> set[str]:
+        """Series first seen inside the window that existed before the range: back from a gap longer than the lookback.
+
+        Such a series' first sample is no count from 0 (its history was counted in earlier windows),
+        though it looks like a pod born inside the window. Asked only when new series show up.
+        """
+        out: set[str] = set()
+        for metric, series in zip((promql.REQUESTS_METRIC, promql.BUCKET_METRIC), metrics, strict=True):
+            new = [s for s in series if s.samples and s.samples[0][0] >= t0]
+            label = next((k for k in _POD_LABELS if new and all(k in s.labels for s in new)), None)
+            if label is None:
+                continue
+            pods = sorted({s.labels[label] for s in new})
+            query = sel.sample_counts(metric, label, pods, RETURN_HISTORY_S)
+            seen = {_label_set(labels) for labels, count in client.instant(query, before) if count > 0}
+            out |= {_series_id(s, sel.subset_label) for s in new if _label_set(s.labels) in seen}
+        return out
 
     @staticmethod
     def _latency_le(hist: Sequence[_Clean], edges: Sequence[float], t0: float, t1: float) -> tuple[int, ...]:
