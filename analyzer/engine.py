@@ -17,6 +17,7 @@ from analyzer.config import HookType, RolloutSpec
 from analyzer.errors import UserError
 from analyzer.judge import judge
 from analyzer.model import (
+    MAX_BRIDGE,
     Action,
     ActionResult,
     Command,
@@ -41,8 +42,6 @@ from analyzer.ports import Adapters, HookResult, SourceUnavailable
 from analyzer.traces import TraceReport, analyze_traces
 
 MAX_KEPT_SPANS = 200_000  # bounds memory on long rollouts; the report uses the most recent spans
-# The longest window a gap may be bridged with; past it the increments inside are given up (for both sides).
-MAX_RESUME = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -229,7 +228,7 @@ class Engine:
         interval = timedelta(seconds=self.spec.timing.interval)
         end = now - lag
         start = state.last_edge or end - interval
-        if end - start > MAX_RESUME:
+        if end - start > MAX_BRIDGE:
             self.log.warning("gap_too_long_to_bridge", last_edge=start.isoformat())
             start = end - interval
         if state.step_started_at is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -192,6 +192,10 @@ class Observation:
     @property
     def has_data(self) -> bool:
         return self.gap is None and self.baseline is not None and self.canary is not None
+
+
+# The longest window a gap may be bridged with; past it the increments inside are given up (for both sides).
+MAX_BRIDGE = timedelta(hours=1)
 
 
 def next_window_start(start: datetime, end: datetime, observation: Observation | None) -> datetime:

@@ -17,7 +17,7 @@ import structlog
 from analyzer.config import RolloutSpec
 from analyzer.gate import GateKind, dwell_done, gate_outcome
 from analyzer.judge import OUTAGE_KEY, SRM_KEY, JudgeContext, initial_evidence, judge
-from analyzer.model import MetricVerdict, Observation, Span, Verdict, next_window_start
+from analyzer.model import MAX_BRIDGE, MetricVerdict, Observation, Span, Verdict, next_window_start
 from analyzer.policy import warming_up
 from analyzer.ports import MetricSource, SourceUnavailable, TraceSource
 from analyzer.traces import TraceReport, analyze_traces
@@ -177,6 +177,8 @@ def replay(
     while t + step <= end:
         observation: Observation | None = None
         unavailable = None
+        if t + step - edge > MAX_BRIDGE:
+            edge = t  # too long a gap to bridge: its increments are given up for both sides
         try:
             observation = source.observe(spec, edge, t + step)
             stale.update(observation.stale_series)

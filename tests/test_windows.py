@@ -164,3 +164,10 @@ def test_state_without_last_edge_still_loads():
     data = encode_state(RolloutState(rollout="r"))
     del data["last_edge"]
     assert decode_state(data).last_edge is None
+
+
+def test_replay_gives_up_a_gap_longer_than_an_hour_for_both_sides():
+    source = ScriptedSource({k: "gap" for k in range(0, 70)})
+    replay(make_spec([50], min_dwell=30), source, T0, T0 + 75 * MIN)
+    assert max(end - start for start, end in source.windows) <= timedelta(hours=1)
+    assert source.windows[-1][1] - source.windows[-1][0] <= 6 * MIN
