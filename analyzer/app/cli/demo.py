@@ -9,6 +9,7 @@ from analyzer.app.simulation import RunResult, run_rollout
 from analyzer.app.wiring import ClusterAdapters
 from analyzer.config import Load, RolloutSpec, SpecError
 from analyzer.engine import Engine, TickOutcome
+from analyzer.ids import new_rollout_id
 from analyzer.ports import Store
 from analyzer.sim.scenario import Scenario
 
@@ -59,7 +60,7 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
         console.print(f"  routes: VirtualService {spec.target.namespace}/{spec.target.virtual_service} in the "
                       "cluster (metrics simulated)\n")
     result = run_rollout(spec, scenario, seed=seed, store=store, on_tick=on_tick, spec_text=spec_text,
-                         rollout_id=f"{spec.name}-{scenario.name}-{seed}-{_stamp()}", cluster=adapters)
+                         rollout_id=new_rollout_id(), label=f"{spec.name}-{scenario.name}-{seed}", cluster=adapters)
     if live:
         _summary(console, result)
     return result
@@ -67,12 +68,6 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
 
 def _edge(value: float | None) -> str:
     return "inf" if value is None else f"{value:g}"
-
-
-def _stamp() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%m%d%H%M%S")
 
 
 def _summary(console: Console, result: RunResult) -> None:

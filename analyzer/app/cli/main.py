@@ -45,6 +45,15 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _open_store(url: str) -> Any:
+    from analyzer.store.sql import StoreUnusable
+
+    try:
+        return wiring.open_store(url)
+    except StoreUnusable as exc:
+        raise UserError(f"--db: {exc}") from None
+
+
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Rollout spec YAML files")]) -> None:
     """Check rollout specs; report every problem with its field and value."""
@@ -84,7 +93,7 @@ def demo(
     settings = wiring.Settings(db=db, kubeconfig=None if kubeconfig is None else str(kubeconfig),
                                kube_context=context)
     kube = wiring.cluster(settings) if settings.cluster else None
-    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json,
+    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=_open_store(db), live=not as_json,
                       adapters=kube)
     if as_json:
         _print_json(result.to_json())
