@@ -174,12 +174,14 @@ def _read_only_sqlite(path: Path) -> Callable[[], sqlite3.Connection]:
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
 
     def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+        conn = None
         try:
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
             conn.execute("PRAGMA schema_version").fetchone()
             return conn
         except sqlite3.OperationalError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
 
     return connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from rich.console import Console
 
+from analyzer.app import outputs
 from analyzer.app.simulation import RunResult, run_rollout
 from analyzer.app.wiring import ClusterAdapters
 from analyzer.config import Load, RolloutSpec, SpecError
@@ -36,7 +37,7 @@ def _evidence_text(outcome: TickOutcome) -> str:
 def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int, store: Store,
              live: bool = True, adapters: ClusterAdapters | None = None) -> RunResult:
     """`adapters` (a cluster's router, scaler and notifier) replace the in-memory ones; metrics stay simulated."""
-    console = Console(highlight=False)
+    console = outputs.console()
     if live:
         console.print(f"[bold]Rollout {spec.name}[/] ({spec.target.namespace}/{spec.target.virtual_service}: "
                       f"{spec.target.baseline.subset} -> {spec.target.canary.subset}), scenario [bold]{scenario.name}"

@@ -166,12 +166,13 @@ def judge_window(
     canary_weight: Annotated[int | None, typer.Option(
         min=1, max=99, help="Canary traffic % during the window; enables the sample-ratio check")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    max_window: Annotated[str, typer.Option(help="Refuse a longer window (e.g. 6h, 1d, 7d)")] = "1d",
 ) -> None:
     """Replay a past window through the gate from Prometheus: exit 0 pass, 1 fail, 3 inconclusive, 2 error."""
     from analyzer.app.cli.judge import judge_command
 
     code = judge_command(load_spec(config), start, end, prometheus_url=prometheus_url, as_json=as_json,
-                         canary_weight=canary_weight, jaeger_url=jaeger_url)
+                         canary_weight=canary_weight, jaeger_url=jaeger_url, max_window=max_window)
     raise typer.Exit(code)
 
 
