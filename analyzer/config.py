@@ -30,6 +30,7 @@ MAX_DURATION_S = 366 * 86400.0  # longer is a typo, and overflows date arithmeti
 # trace findings are named "traces/<kind>:<label>". A user metric must not take them.
 RESERVED_METRIC_NAMES = frozenset({"traffic-split", "shared-outage", "kayenta"})
 RESERVED_METRIC_PREFIX = "traces/"
+MAX_RATIO = 1000.0  # tolerance and mde: a canary 1000x worse is caught by any setting; above it the maths overflows
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/-]*$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -229,9 +230,9 @@ class ErrorRateMetric(Model):
     name: str = "errors"
     type: Literal["error-rate"] = "error-rate"
     gate: bool = True
-    tolerance: float = Field(default=1.5, gt=1)  # promote when theta is shown below this
-    mde: float = Field(default=2.0, gt=1)  # minimum detectable effect for "enough information"
-    weight: float = Field(default=1.0, gt=0)  # share of alpha
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)  # promote when theta is shown below this
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)  # minimum detectable effect for "enough information"
+    weight: float = Field(default=1.0, gt=0, le=1e6)  # share of alpha
     # A canary whose own error rate is shown below this level passes promotion whatever the ratio.
     negligible_rate: float | None = Field(default=0.0005, gt=0, lt=1)
     # What counts as an error (formats.md §1.5): 5xx by default; Kiali also counts "0" and gRPC.
@@ -246,9 +247,9 @@ class LatencyMetric(Model):
     gate: bool = True
     slo_ms: float | None = Field(default=None, gt=0)  # must be a bucket edge
     edges: list[float] | None = None  # pre-registered edges (ms); default: the SLO edge, or 250 and 500
-    tolerance: float = Field(default=1.5, gt=1)
-    mde: float = Field(default=2.0, gt=1)
-    weight: float = Field(default=1.0, gt=0)
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     # An edge whose canary slow share is shown below this level passes promotion whatever the ratio.
     negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
     bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
@@ -281,9 +282,9 @@ class TraceMetric(Model):
     type: Literal["traces"] = "traces"
     gate: bool = False
     edges: list[float] = Field(default_factory=lambda: [100.0, 250.0], min_length=1)
-    tolerance: float = Field(default=1.5, gt=1)
-    mde: float = Field(default=2.0, gt=1)
-    weight: float = Field(default=1.0, gt=0)
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
 
     @property
