@@ -415,3 +415,23 @@ def test_ascii_only_output_and_a_five_column_terminal_do_not_break_commands(
     shown = cli("history", "show", ids[0], "--db", f"sqlite:///{recorded}", env=narrow)
     assert shown.returncode == 0 and "rolled_back at minute" in shown.stdout, shown.stderr
     assert "| tick |" in shown.stdout and "| 100/0 " in shown.stdout  # ASCII boxes, cells with content
+
+
+def test_documented_store_urls_map_to_a_declared_driver() -> None:
+    import tomllib
+
+    from analyzer.store.sql import check_url
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("psycopg2-binary>=") and "<" in d for d in deps)
+    for url in ("sqlite:///history.db", "postgresql://u@db/history", "postgresql+psycopg2://u@db/history"):
+        dialect = check_url(url).get_dialect()
+        dialect.import_dbapi()  # the driver module is installed, not only named
+        assert dialect.driver in ("pysqlite", "psycopg2")
+
+
+def test_reserved_metric_names_are_the_judges_own_names() -> None:
+    from analyzer import judge, kayenta_gate
+    from analyzer.config import RESERVED_METRIC_NAMES
+
+    assert {judge.SRM_KEY, judge.OUTAGE_KEY, kayenta_gate.KEY} <= RESERVED_METRIC_NAMES
