@@ -14,16 +14,19 @@ from analyzer.errors import UserError
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 # A simulated service; far above it numpy's Poisson sampler refuses the rate (it does at 1e20).
 MAX_RPS = 1_000_000.0
+# Latencies and their scale factors: a microsecond to a day; far outside, the lognormal's log underflows.
+MIN_MS, MAX_MS = 1e-3, 86_400_000.0
+MIN_SCALE, MAX_SCALE = 1e-3, 1e3
 
 
 class Latency(Model):
     """Lognormal latency, optionally a two-component mixture (cache hit/miss)."""
 
-    median_ms: float = Field(default=80.0, gt=0)
-    sigma: float = Field(default=0.5, gt=0)
+    median_ms: float = Field(default=80.0, ge=MIN_MS, le=MAX_MS)
+    sigma: float = Field(default=0.5, gt=0, le=10)
     mixture_share: float = Field(default=0.0, ge=0, lt=1)  # share of the second component
-    mixture_median_ms: float = Field(default=400.0, gt=0)
-    mixture_sigma: float = Field(default=0.3, gt=0)
+    mixture_median_ms: float = Field(default=400.0, ge=MIN_MS, le=MAX_MS)
+    mixture_sigma: float = Field(default=0.3, gt=0, le=10)
 
 
 class Subset(Model):
@@ -37,7 +40,7 @@ class Traffic(Model):
     diurnal_period: Duration = Field(default=86400.0, gt=0)
     header_share: float = Field(default=0.05, ge=0, le=1)  # share of requests carrying the test header
     # Routing skew (sample-ratio mismatch): the canary receives this factor of its configured share.
-    canary_share_factor: float = Field(default=1.0, gt=0)
+    canary_share_factor: float = Field(default=1.0, gt=0, le=1e6)
 
 
 class Regression(Model):
@@ -45,10 +48,10 @@ class Regression(Model):
 
     onset: Duration = 0.0
     ramp: Duration = 0.0
-    error_ratio: float = Field(default=1.0, ge=0)
-    latency_scale: float = Field(default=1.0, gt=0)
+    error_ratio: float = Field(default=1.0, ge=0, le=1e6)
+    latency_scale: float = Field(default=1.0, ge=MIN_SCALE, le=MAX_SCALE)
     tail_share: float = Field(default=0.0, ge=0, le=1)  # share of canary requests that get tail_ms added
-    tail_ms: float = Field(default=500.0, ge=0)
+    tail_ms: float = Field(default=500.0, ge=0, le=MAX_MS)
 
 
 class Window(Model):
@@ -69,7 +72,7 @@ class Outage(Window):
     """A shared incident: both subsets degrade (no blame on the canary)."""
 
     error_rate: float = Field(default=0.2, ge=0, le=1)
-    latency_scale: float = Field(default=1.0, gt=0)
+    latency_scale: float = Field(default=1.0, ge=MIN_SCALE, le=MAX_SCALE)
 
 
 class Gap(Window):
@@ -81,7 +84,7 @@ class Gap(Window):
 class Warmup(Model):
     """A fresh canary is slower at first: latency x factor, decaying linearly to 1 over `duration`."""
 
-    factor: float = Field(default=1.0, ge=1)
+    factor: float = Field(default=1.0, ge=1, le=MAX_SCALE)
     duration: Duration = 0.0
 
 
