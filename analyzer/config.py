@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from analyzer import user_yaml
 from analyzer.errors import UserError
 from analyzer.model import ISTIO_DEFAULT_EDGES_MS, Event, HeaderMatch
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+MAX_DURATION_S = 366 * 86400.0  # longer is a typo, and overflows date arithmetic long before 1e300 s
+# Names the judge gives its own verdicts and evidence (judge.SRM_KEY, judge.OUTAGE_KEY, kayenta_gate.KEY);
+# trace findings are named "traces/<kind>:<label>". A user metric must not take them.
+RESERVED_METRIC_NAMES = frozenset({"traffic-split", "shared-outage", "kayenta"})
+RESERVED_METRIC_PREFIX = "traces/"
+MAX_RATIO = 1000.0  # tolerance and mde: a canary 1000x worse is caught by any setting; above it the maths overflows
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9._:/-]*$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -24,7 +40,7 @@ class SpecError(UserError):
 
 
 def parse_duration(value: Any) -> float:
-    """'90s', '5m', '1h', 500ms or a bare number of seconds -> seconds."""
+    """'90s', '5m', '1h', '1d', 500ms or a bare number of seconds -> seconds (finite, at most a year)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
@@ -34,8 +50,12 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h)")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than a year")
     return seconds
 
 
@@ -44,7 +64,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # allow_inf_nan=False: .inf or .nan in any number field is a mistake, named like any other.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+                              allow_inf_nan=False)
 
 
 class SubsetRef(Model):
@@ -52,7 +74,7 @@ class SubsetRef(Model):
     # The label value that tells this subset apart in telemetry (destination_canonical_revision);
     # defaults to the subset name, which in Bookinfo equals the `version` label.
     version: str | None = None
-    replicas: int = Field(default=1, ge=0)
+    replicas: StrictInt = Field(default=1, ge=0)
     deployment: str | None = None  # the Deployment behind the subset (scaling); default <host>-<subset>
 
     @property
@@ -132,13 +154,13 @@ class Scaling(Model):
 
 class Strategy(Model):
     type: Literal["canary", "blue-green", "ab-test"] = "canary"
-    steps: list[int] | None = None
-    step_weight: int | None = Field(default=None, gt=0, le=100)
-    max_weight: int | None = Field(default=None, gt=0, le=100)
+    steps: list[StrictInt] | None = None  # strict: "10" is a string, not a weight
+    step_weight: StrictInt | None = Field(default=None, gt=0, le=100)
+    max_weight: StrictInt | None = Field(default=None, gt=0, le=100)
     header_phase: HeaderPhase | None = None
     scaling: Scaling | None = None
     # After promotion: scale the baseline to this many replicas (0 keeps the Deployment, as by hand).
-    baseline_replicas_after_promotion: int = Field(default=0, ge=0)
+    baseline_replicas_after_promotion: StrictInt = Field(default=0, ge=0)
 
     @field_validator("steps")
     @classmethod
@@ -188,8 +210,8 @@ class Strategy(Model):
 
 class Timing(Model):
     interval: Duration = 60.0
-    min_dwell: int = Field(default=3, ge=1)  # intervals with data per step
-    max_dwell: int | None = Field(default=None, ge=1)  # intervals at the last partial step before giving up
+    min_dwell: StrictInt = Field(default=3, ge=1)  # intervals with data per step
+    max_dwell: StrictInt | None = Field(default=None, ge=1)  # intervals at the last partial step before giving up
     budget: Duration = 3600.0  # overall time budget
     warmup: Duration = 0.0  # first seconds of the canary excluded from evidence
 
@@ -208,9 +230,9 @@ class ErrorRateMetric(Model):
     name: str = "errors"
     type: Literal["error-rate"] = "error-rate"
     gate: bool = True
-    tolerance: float = Field(default=1.5, gt=1)  # promote when theta is shown below this
-    mde: float = Field(default=2.0, gt=1)  # minimum detectable effect for "enough information"
-    weight: float = Field(default=1.0, gt=0)  # share of alpha
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)  # promote when theta is shown below this
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)  # minimum detectable effect for "enough information"
+    weight: float = Field(default=1.0, gt=0, le=1e6)  # share of alpha
     # A canary whose own error rate is shown below this level passes promotion whatever the ratio.
     negligible_rate: float | None = Field(default=0.0005, gt=0, lt=1)
     # What counts as an error (formats.md §1.5): 5xx by default; Kiali also counts "0" and gRPC.
@@ -225,9 +247,9 @@ class LatencyMetric(Model):
     gate: bool = True
     slo_ms: float | None = Field(default=None, gt=0)  # must be a bucket edge
     edges: list[float] | None = None  # pre-registered edges (ms); default: the SLO edge, or 250 and 500
-    tolerance: float = Field(default=1.5, gt=1)
-    mde: float = Field(default=2.0, gt=1)
-    weight: float = Field(default=1.0, gt=0)
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     # An edge whose canary slow share is shown below this level passes promotion whatever the ratio.
     negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
     bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
@@ -260,9 +282,9 @@ class TraceMetric(Model):
     type: Literal["traces"] = "traces"
     gate: bool = False
     edges: list[float] = Field(default_factory=lambda: [100.0, 250.0], min_length=1)
-    tolerance: float = Field(default=1.5, gt=1)
-    mde: float = Field(default=2.0, gt=1)
-    weight: float = Field(default=1.0, gt=0)
+    tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
 
     @property
@@ -280,7 +302,7 @@ class CustomMetric(Model):
     max: float | None = None  # absolute upper bound on the canary value
     min: float | None = None
     max_ratio: float | None = Field(default=None, gt=0)  # canary / baseline upper bound
-    failure_limit: int = Field(default=3, ge=1)  # consecutive failed intervals before rollback
+    failure_limit: StrictInt = Field(default=3, ge=1)  # consecutive failed intervals before rollback
 
     @model_validator(mode="after")
     def _bounds(self) -> CustomMetric:
@@ -386,6 +408,9 @@ class Analysis(Model):
             raise ValueError(f"kayenta: needs judge: kayenta (judge is {self.judge!r})")
         seen: set[str] = set()
         for i, m in enumerate(self.metrics):
+            if m.name in RESERVED_METRIC_NAMES or m.name.startswith(RESERVED_METRIC_PREFIX):
+                raise ValueError(f"metrics[{i}].name: {m.name!r} is a name the judge uses for its own checks "
+                                 f"({', '.join(sorted(RESERVED_METRIC_NAMES))}, {RESERVED_METRIC_PREFIX}...)")
             if m.name in seen:
                 raise ValueError(f"metrics[{i}].name: {m.name!r} is used twice")
             seen.add(m.name)
@@ -425,7 +450,7 @@ class PrometheusSource(Model):
     subset_label: str = "destination_canonical_revision"
     scrape_interval: Duration = 15.0
     timeout: Duration = 10.0
-    retries: int = Field(default=3, ge=0)
+    retries: StrictInt = Field(default=3, ge=0, le=20)
     bearer_token_file: str | None = None
     basic_auth_user: str | None = None
     basic_auth_password_file: str | None = None
@@ -442,9 +467,9 @@ class JaegerSource(Model):
     url: str = "http://tracing.istio-system:16686"
     api: Literal["auto", "v3", "v1"] = "auto"
     service: str | None = None  # Jaeger service, "<app>.<namespace>" by default
-    limit: int = Field(default=200, ge=1)
+    limit: StrictInt = Field(default=200, ge=1, le=100_000)
     timeout: Duration = 10.0
-    retries: int = Field(default=2, ge=0)
+    retries: StrictInt = Field(default=2, ge=0, le=20)
     bearer_token_file: str | None = None
     ca_file: str | None = None
 
@@ -545,10 +570,13 @@ class RolloutSpec(Model):
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        parent = loc[i - 1] if i else None
+        tagged = isinstance(parent, int) or (i >= 2 and loc[i - 2] == "sources")  # a metric or a source
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("error-rate", "latency", "traces", "custom", "prometheus", "simulated", "jaeger", "none"):
+        elif tagged and part in ("error-rate", "latency", "traces", "custom", "prometheus", "simulated", "jaeger",
+                                 "none"):
             continue  # discriminator tags pydantic adds to the path
         else:
             out += ("." if out else "") + str(part)
@@ -591,15 +619,10 @@ def parse_spec(data: Any, source: str = "spec") -> RolloutSpec:
 
 
 def load_spec_text(path: str | Path) -> tuple[RolloutSpec, str]:
-    path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        data, text = user_yaml.load(path)
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
     return parse_spec(data, str(path)), text
 
 

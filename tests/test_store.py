@@ -498,5 +498,5 @@ def test_frames(four_rollouts: SqlStore, db_url: str) -> None:
 
 
 def test_history_refuses_a_missing_sqlite_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no history database"):
+    with pytest.raises(FileNotFoundError, match="no history store"):
         history.list_rollouts(f"sqlite:///{tmp_path / 'typo.db'}")

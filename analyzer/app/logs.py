@@ -18,7 +18,18 @@ class _Stderr:
         sys.stderr.flush()
 
 
+LEVELS = ("debug", "info", "warning", "error")
+_level = "warning"
+
+
+def debug_enabled() -> bool:
+    """True after `configure("debug")`: internal errors then print their traceback."""
+    return _level == "debug"
+
+
 def configure(level: str = "warning", *, json: bool | None = None) -> None:
+    global _level
+    _level = level.lower()
     as_json = not sys.stderr.isatty() if json is None else json
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(

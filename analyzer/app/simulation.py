@@ -78,17 +78,22 @@ def run_rollout(
     spec_text: str = "",
     cluster: wiring.ClusterAdapters | None = None,
     commands: dict[int, Command] | None = None,
+    label: str | None = None,
 ) -> RunResult:
     """One rollout in virtual time. The loop is closed: the mesh routes by the router the engine drives.
 
     By default the routes, replicas and notifications stay in memory; with a cluster's adapters the rollout
     drives a real VirtualService (Deployments, Events) while the metrics stay simulated. `commands` gives
-    operator commands by tick number (e.g. {12: Command.ABORT}).
+    operator commands by tick number (e.g. {12: Command.ABORT}). `label` is a readable name kept with the
+    rollout in the store (the id is unique, the label need not be).
     """
     rig = wiring.simulated(spec, scenario, seed=seed, store=store, cluster=cluster)
     clock, router, mesh, store = rig.clock, rig.router, rig.mesh, rig.adapters.store
     rollout_id = rollout_id or f"{spec.name}-{scenario.name}-{seed}"
-    store.create_rollout(rollout_id, spec, spec_text, {"mode": "simulated", "scenario": scenario.name, "seed": seed})
+    meta: dict[str, Any] = {"mode": "simulated", "scenario": scenario.name, "seed": seed}
+    if label is not None:
+        meta["label"] = label
+    store.create_rollout(rollout_id, spec, spec_text, meta)
     engine = Engine(spec, rollout_id, rig.adapters, seed=seed)
     steps: list[int] = []
     outcome = engine.start()

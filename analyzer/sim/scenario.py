@@ -5,22 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from analyzer import user_yaml
 from analyzer.config import Duration, Model, SpecError, _format_errors
+from analyzer.errors import UserError
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
+# A simulated service; far above it numpy's Poisson sampler refuses the rate (it does at 1e20).
+MAX_RPS = 1_000_000.0
+# Latencies and their scale factors: a microsecond to a day; far outside, the lognormal's log underflows.
+MIN_MS, MAX_MS = 1e-3, 86_400_000.0
+MIN_SCALE, MAX_SCALE = 1e-3, 1e3
 
 
 class Latency(Model):
     """Lognormal latency, optionally a two-component mixture (cache hit/miss)."""
 
-    median_ms: float = Field(default=80.0, gt=0)
-    sigma: float = Field(default=0.5, gt=0)
+    median_ms: float = Field(default=80.0, ge=MIN_MS, le=MAX_MS)
+    sigma: float = Field(default=0.5, gt=0, le=10)
     mixture_share: float = Field(default=0.0, ge=0, lt=1)  # share of the second component
-    mixture_median_ms: float = Field(default=400.0, gt=0)
-    mixture_sigma: float = Field(default=0.3, gt=0)
+    mixture_median_ms: float = Field(default=400.0, ge=MIN_MS, le=MAX_MS)
+    mixture_sigma: float = Field(default=0.3, gt=0, le=10)
 
 
 class Subset(Model):
@@ -29,12 +35,12 @@ class Subset(Model):
 
 
 class Traffic(Model):
-    rps: float = Field(default=50.0, gt=0)
+    rps: float = Field(default=50.0, gt=0, le=MAX_RPS)
     diurnal: float = Field(default=0.0, ge=0, lt=1)  # amplitude of a 24 h sine on the rate
-    diurnal_period: Duration = 86400.0
+    diurnal_period: Duration = Field(default=86400.0, gt=0)
     header_share: float = Field(default=0.05, ge=0, le=1)  # share of requests carrying the test header
     # Routing skew (sample-ratio mismatch): the canary receives this factor of its configured share.
-    canary_share_factor: float = Field(default=1.0, gt=0)
+    canary_share_factor: float = Field(default=1.0, gt=0, le=1e6)
 
 
 class Regression(Model):
@@ -42,10 +48,10 @@ class Regression(Model):
 
     onset: Duration = 0.0
     ramp: Duration = 0.0
-    error_ratio: float = Field(default=1.0, ge=0)
-    latency_scale: float = Field(default=1.0, gt=0)
+    error_ratio: float = Field(default=1.0, ge=0, le=1e6)
+    latency_scale: float = Field(default=1.0, ge=MIN_SCALE, le=MAX_SCALE)
     tail_share: float = Field(default=0.0, ge=0, le=1)  # share of canary requests that get tail_ms added
-    tail_ms: float = Field(default=500.0, ge=0)
+    tail_ms: float = Field(default=500.0, ge=0, le=MAX_MS)
 
 
 class Window(Model):
@@ -66,7 +72,7 @@ class Outage(Window):
     """A shared incident: both subsets degrade (no blame on the canary)."""
 
     error_rate: float = Field(default=0.2, ge=0, le=1)
-    latency_scale: float = Field(default=1.0, gt=0)
+    latency_scale: float = Field(default=1.0, ge=MIN_SCALE, le=MAX_SCALE)
 
 
 class Gap(Window):
@@ -83,7 +89,7 @@ class Gap(Window):
 class Warmup(Model):
     """A fresh canary is slower at first: latency x factor, decaying linearly to 1 over `duration`."""
 
-    factor: float = Field(default=1.0, ge=1)
+    factor: float = Field(default=1.0, ge=1, le=MAX_SCALE)
     duration: Duration = 0.0
 
 
@@ -94,12 +100,27 @@ class Scenario(Model):
     baseline: Subset = Field(default_factory=Subset)
     canary: Subset | None = None  # defaults to the baseline's behaviour
     regression: Regression = Field(default_factory=Regression)
-    shock_sigma: float = Field(default=0.0, ge=0)  # shared per-interval log-normal shocks on error rates
-    overdispersion: float = Field(default=0.0, ge=0)  # canary-only per-interval log-normal noise on its error rate
+    # Log-normal sigmas; above 10 exp() of the shock overflows.
+    shock_sigma: float = Field(default=0.0, ge=0, le=10)  # shared per-interval log-normal shocks on error rates
+    overdispersion: float = Field(default=0.0, ge=0, le=10)  # canary-only per-interval noise on its error rate
     outages: list[Outage] = Field(default_factory=list)
     gaps: list[Gap] = Field(default_factory=list)
     warmup: Warmup = Field(default_factory=Warmup)
     traces: dict[str, Any] | None = None  # trace scenario (analyzer.sim.traces), optional
+
+    @field_validator("traces")
+    @classmethod
+    def _traces(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Checked here, not when the first interval is simulated: by then the rollout is in the store.
+        if v is not None:
+            from analyzer.sim.traces import trace_scenario
+
+            try:
+                trace_scenario(v)
+            except ValidationError as exc:
+                lines = _format_errors(exc, "").splitlines()
+                raise ValueError("; ".join(line.removeprefix(": ") for line in lines)) from None
+        return v
 
     @property
     def canary_subset(self) -> Subset:
@@ -119,19 +140,13 @@ def load_scenario(name_or_path: str) -> Scenario:
             raise SpecError(f"scenario: {name_or_path!r} is not a built-in scenario "
                             f"(known: {', '.join(builtin_names())}) nor a file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        data, _ = user_yaml.load(path)
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
     data.setdefault("name", path.stem)
     try:
         return Scenario.model_validate(data)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise SpecError(_format_errors(exc, str(path))) from None
-        raise
+    except ValidationError as exc:
+        raise SpecError(_format_errors(exc, str(path))) from None

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import structlog
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from analyzer.config import Model, RolloutSpec
 from analyzer.model import Span
@@ -34,6 +34,7 @@ from analyzer.model import Span
 log = structlog.get_logger(__name__)
 
 US_PER_MINUTE = 60_000_000
+MAX_SPANS_PER_TRACE = 10_000  # a call graph that fans out further would stall the simulation
 
 
 class TraceRegression(Model):
@@ -44,7 +45,7 @@ class TraceRegression(Model):
     factor: float = Field(default=1.5, gt=0)  # slow: multiplies that app's own time
     rate: float = Field(default=1.0, ge=0, le=1)  # errors: share of target spans failing; new-call: share of traces
     callee: str = "mysql"  # new-call: the new downstream app
-    calls: int = Field(default=4, ge=1)  # n-plus-one: calls per request instead of one
+    calls: int = Field(default=4, ge=1, le=1000)  # n-plus-one: calls per request instead of one
     onset_minute: float = Field(default=0.0, ge=0)
 
 
@@ -59,9 +60,52 @@ class TraceScenario(Model):
         default_factory=lambda: {"productpage": ["details", "reviews"], "reviews": ["ratings"]})
     self_ms: dict[str, float] = Field(  # median own time per app (lognormal)
         default_factory=lambda: {"productpage": 6.0, "details": 1.5, "reviews": 4.0, "ratings": 2.0, "mysql": 3.0})
-    sigma: float = Field(default=0.35, gt=0)
+    sigma: float = Field(default=0.35, gt=0, le=5)
     error_rate: float = Field(default=0.002, ge=0, le=1)  # per server span, every subset
     regressions: list[TraceRegression] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _graph(self) -> TraceScenario:
+        for app, ms in self.self_ms.items():
+            if not 0 < ms <= 1e6:
+                raise ValueError(f"self_ms.{app}: {ms:g} is not a time in (0, 1e6] ms")
+        # The calls a request can make: the graph, plus the target's new calls under a regression.
+        calls = {app: list(callees) for app, callees in self.graph.items()}
+        calls.setdefault(self.target, [])
+        calls[self.target] += [r.callee for r in self.regressions if r.kind == "new-call"]
+        cycle, order = _walk(calls, self.root)
+        if cycle:
+            raise ValueError(f"graph: the calls form a cycle {' -> '.join(cycle)}; a request would never end")
+        fan_out = max((r.calls for r in self.regressions if r.kind == "n-plus-one"), default=1)
+        spans: dict[str, int] = {}
+        for app in order:  # callees before callers; each call is a client and a server span
+            spans[app] = min(1 + sum(1 + spans[c] for c in calls.get(app, ())) * fan_out, MAX_SPANS_PER_TRACE + 1)
+        if spans[self.root] > MAX_SPANS_PER_TRACE:
+            raise ValueError(f"graph: one request would make more than {MAX_SPANS_PER_TRACE} spans")
+        return self
+
+
+def _walk(graph: Mapping[str, Sequence[str]], root: str) -> tuple[list[str] | None, list[str]]:
+    """(the first call cycle reachable from `root`, e.g. [a, b, a], or None; the apps in post-order).
+
+    Iterative, so a long chain of calls cannot exhaust the stack.
+    """
+    path = [root]
+    order: list[str] = []
+    done: set[str] = set()
+    stack = [iter(graph.get(root, ()))]
+    while stack:
+        callee = next(stack[-1], None)
+        if callee is None:
+            stack.pop()
+            order.append(path.pop())
+            done.add(order[-1])
+        elif callee in path:
+            return [*path[path.index(callee):], callee], order
+        elif callee not in done:
+            stack.append(iter(graph.get(callee, ())))
+            path.append(callee)
+    return None, order
 
 
 TRACE_SCENARIOS: dict[str, dict[str, Any]] = {
@@ -96,6 +140,8 @@ def trace_scenario(name_or_data: str | Mapping[str, Any]) -> TraceScenario:
         return TraceScenario.model_validate({"name": name_or_data, **TRACE_SCENARIOS[name_or_data]})
     data = dict(name_or_data)
     preset = data.pop("preset", None)
+    if preset is not None and (not isinstance(preset, str) or preset not in TRACE_SCENARIOS):
+        raise ValueError(f"preset: {preset!r} is not a trace scenario (known: {', '.join(sorted(TRACE_SCENARIOS))})")
     base = {"name": preset, **TRACE_SCENARIOS[preset]} if preset else {}
     return TraceScenario.model_validate({**base, **data})
 

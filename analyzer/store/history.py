@@ -1,7 +1,8 @@
 """The analysts' read API over the history store: summaries, one rollout's story, pandas frames.
 
-Every function takes a `SqlStore` or a database URL (`sqlite:///history.db`,
-`postgresql+psycopg2://...`) and only reads, so it can run next to a live daemon.
+Every function takes a `SqlStore` or a database URL (`sqlite:///history.db`, `postgresql://...`,
+`postgresql+psycopg2://...`) and only reads: a URL is opened read-only, so it can run next to a live
+daemon, on a read-only file, and never creates or changes a database.
 """
 
 from __future__ import annotations
@@ -10,25 +11,36 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Select, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 
 from analyzer.model import OUTCOME_BY_PHASE, Action, MetricVerdict
 from analyzer.store import codec
 from analyzer.store.schema import actions, events, metadata, rollouts, ticks, verdicts
-from analyzer.store.sql import RolloutNotFound, SqlStore, make_engine
+from analyzer.store.sql import (
+    NoHistoryStore,
+    RolloutNotFound,
+    SqlStore,
+    StoreUnusable,
+    check_url,
+    make_engine,
+    shown,
+    sqlite_path,
+    unusable,
+)
 from analyzer.traces import FINDING_PREFIX, stored_traces
 
 __all__ = [
     "ActionRow",
     "EventRow",
+    "NoHistoryStore",
     "RolloutDetail",
     "RolloutNotFound",
     "RolloutSummary",
+    "StoreUnusable",
     "TimelineRow",
     "actions_frame",
     "events_frame",
@@ -69,6 +81,7 @@ class RolloutSummary:
     max_canary_weight: int | None
     ticks: int
     meta: Mapping[str, Any]
+    label: str  # the readable name of the run (e.g. reviews-healthy-1 for a demo); the id for older rows
 
 
 @dataclass(frozen=True)
@@ -126,15 +139,21 @@ def _engine(source: Source) -> Iterator[Engine]:
     if isinstance(source, SqlStore):
         yield source.engine
         return
-    url = make_url(source)
-    path = url.database if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
-    # Reading must not conjure an empty database out of a mistyped path.
-    if path is not None and not path.startswith("file:") and not Path(path).expanduser().exists():
-        raise FileNotFoundError(f"no history database at {path}")
-    engine = make_engine(source)
+    path = sqlite_path(check_url(source))
+    # Reading must not conjure an empty database out of a mistyped path, nor write into an empty file.
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        raise NoHistoryStore(f"no history store at {path}{' (an empty file)' if path.exists() else ''}")
+    engine = make_engine(source, read_only=True)
     try:
-        metadata.create_all(engine)  # an existing database written by an older version may lack a table
+        missing = sorted(t for t in metadata.tables if not inspect(engine).has_table(t))
+        if "rollouts" in missing:
+            raise NoHistoryStore(f"no history store at {shown(source)} (it has no rollouts table)")
+        if missing:
+            raise StoreUnusable(f"{shown(source)!r}: the history store lacks tables {', '.join(missing)} "
+                                "(written by an older version: run a rollout on it once to add them)")
         yield engine
+    except DBAPIError as exc:
+        raise unusable(source, exc) from None
     finally:
         engine.dispose()
 
@@ -157,6 +176,7 @@ def _summaries_query() -> Select[Any]:
 
 
 def _summary(row: Any) -> RolloutSummary:
+    meta = codec.decode_value(row.meta)
     minutes = None
     if row.finished_at is not None and row.first_at is not None:
         minutes = (row.finished_at - row.first_at).total_seconds() / 60.0
@@ -173,7 +193,8 @@ def _summary(row: Any) -> RolloutSummary:
         steps_reached=0 if row.max_step is None else max(row.max_step + 1, 0),
         max_canary_weight=row.max_cw,
         ticks=row.n_ticks or 0,
-        meta=codec.decode_value(row.meta),
+        meta=meta,
+        label=str(meta.get("label") or row.id),
     )
 
 
@@ -211,7 +232,7 @@ def rollout_detail(source: Source, rollout_id: str) -> RolloutDetail:
     with _engine(source) as engine, engine.connect() as conn:
         row = conn.execute(_summaries_query().where(rollouts.c.id == rollout_id)).first()
         if row is None:
-            raise RolloutNotFound(rollout_id)
+            raise RolloutNotFound(rollout_id, None if isinstance(source, SqlStore) else shown(source))
         tick_rows = conn.execute(
             select(ticks).where(ticks.c.rollout_id == rollout_id).order_by(ticks.c.tick, ticks.c.id)
         ).all()

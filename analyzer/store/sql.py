@@ -7,16 +7,20 @@ fills in the outcome of those actions afterwards. A crash between the two leaves
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import structlog
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from analyzer.errors import NotFound, UserError
 from analyzer.model import (
     OUTCOME_BY_PHASE,
     TERMINAL_PHASES,
@@ -41,17 +45,85 @@ _IMMEDIATE = "canary_begin_immediate"  # execution option: take SQLite's write l
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+# The URL forms the store accepts, each with a declared driver (pyproject.toml): sqlite3 is in Python,
+# psycopg2-binary is a dependency. SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3, which is not
+# a dependency: check_url names psycopg2 explicitly.
+DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg2",)}
+URL_FORMS = "sqlite:///PATH, postgresql://USER@HOST[:PORT]/DB or postgresql+psycopg2://..."
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 class StoreError(Exception):
     """Base of the store's own errors."""
 
 
-class RolloutNotFound(StoreError, KeyError):
-    def __init__(self, rollout_id: str) -> None:
+class StoreUnusable(StoreError, UserError):
+    """The history store URL cannot be used: not a URL, an unknown scheme, not a database, unreachable."""
+
+
+class NoHistoryStore(StoreError, NotFound, FileNotFoundError):
+    """A read found no history store at the URL (no file, an empty file, no tables)."""
+
+
+class RolloutNotFound(StoreError, NotFound, KeyError):
+    def __init__(self, rollout_id: str, where: str | None = None) -> None:
         super().__init__(rollout_id)
         self.rollout_id = rollout_id
+        self.where = where
 
     def __str__(self) -> str:
-        return f"no rollout with id {self.rollout_id!r} in the history store"
+        return f"no rollout with id {self.rollout_id!r} in the history store{' at ' + self.where if self.where else ''}"
+
+
+def shown(url: str | URL) -> str:
+    """The URL as it may be printed: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return str(url)
+
+
+def check_url(url: str) -> URL:
+    """The parsed URL, or StoreUnusable naming what is wrong with it. Touches no database."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StoreUnusable(f"{url!r} is not a database URL (use {URL_FORMS})") from None
+    given = shown(url)
+    backend = u.get_backend_name()
+    if backend == "postgresql" and "+" not in u.drivername:
+        u = u.set(drivername="postgresql+psycopg2")
+    driver = u.get_driver_name()
+    if backend not in DRIVERS:
+        raise StoreUnusable(f"{given!r}: unknown scheme {u.drivername!r} (use {URL_FORMS})")
+    if driver not in DRIVERS[backend]:
+        raise StoreUnusable(f"{given!r}: driver {driver!r} is not supported (use {URL_FORMS})")
+    path = sqlite_path(u)
+    if path is not None:
+        if path.is_dir():
+            raise StoreUnusable(f"{given!r}: {path} is a directory, not a database file")
+        if path.is_file():
+            try:
+                with path.open("rb") as f:
+                    head = f.read(len(_SQLITE_MAGIC))
+            except OSError as exc:
+                raise StoreUnusable(f"{given!r}: cannot read {path}: {exc.strerror}") from None
+            if head and head != _SQLITE_MAGIC:
+                raise StoreUnusable(f"{given!r}: {path} is not a SQLite database")
+    return u
+
+
+def sqlite_path(u: URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases, in-memory ones and `file:` URIs."""
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or u.database.startswith("file:"):
+        return None
+    return Path(u.database).expanduser()
+
+
+def unusable(url: str, exc: DBAPIError) -> StoreUnusable:
+    """A driver error on opening the store, as one line."""
+    first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return StoreUnusable(f"{shown(url)!r}: cannot use the history store: {first}")
 
 
 class RolloutExists(StoreError, ValueError):
@@ -68,25 +140,66 @@ class TickNotFound(StoreError, KeyError):
         return f"no tick with id {self.tick_id} in the history store"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the JSON codec's strict serialiser; SQLite gets WAL, a busy timeout and FKs."""
-    u = make_url(url)
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine with the JSON codec's strict serialiser; SQLite gets WAL, a busy timeout and FKs.
+
+    `read_only` opens SQLite with mode=ro (and sets no journal mode) and PostgreSQL with read-only
+    transactions, so a read never writes, not even into an empty file.
+    """
+    u = check_url(url)
     if u.get_backend_name() != "sqlite":
-        return create_engine(u, json_serializer=codec.dumps, pool_pre_ping=True)
-    if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        return create_engine(u, json_serializer=codec.dumps, pool_pre_ping=True, connect_args=args)
+    path = sqlite_path(u)
+    if read_only and path is not None:
+        engine = create_engine(u, json_serializer=codec.dumps, creator=_read_only_sqlite(path))
+        event.listen(engine, "connect", _sqlite_connect_ro)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnusable(f"{shown(url)!r}: cannot create {path.parent}: {exc.strerror}") from None
     engine = create_engine(u, json_serializer=codec.dumps, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
+def _read_only_sqlite(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that cannot write. A WAL database needs its -shm file even to read; where it cannot be
+    created (a read-only directory) nobody can be writing either, so the file is read as it is (immutable)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+
+    def connect() -> sqlite3.Connection:
+        conn = None
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+            conn.execute("PRAGMA schema_version").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
+            return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
+
+    return connect
+
+
+def _sqlite_connect_ro(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin); pysqlite's own handling defers it.
     dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # first: WAL below may wait for a lock
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the daemon's writes
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
@@ -115,7 +228,13 @@ class SqlStore:
         self.url = url
         self.engine = make_engine(url)
         self._clock = clock
-        metadata.create_all(self.engine)
+        try:
+            # In one write transaction: concurrent first runs on one new SQLite file would race otherwise.
+            with self._write() as conn:
+                metadata.create_all(conn)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise unusable(url, exc) from None
 
     def _now(self) -> datetime:
         return _utc(self._clock.now()) if self._clock else datetime.now(UTC)

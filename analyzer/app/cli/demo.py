@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import ValidationError
 from rich.console import Console
 
+from analyzer.app import outputs
 from analyzer.app.simulation import RunResult, run_rollout
 from analyzer.app.wiring import ClusterAdapters
 from analyzer.config import Load, RolloutSpec, SpecError
 from analyzer.engine import Engine, TickOutcome
+from analyzer.ids import new_rollout_id
 from analyzer.ports import Store
 from analyzer.sim.scenario import Scenario
 
@@ -35,7 +37,7 @@ def _evidence_text(outcome: TickOutcome) -> str:
 def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int, store: Store,
              live: bool = True, adapters: ClusterAdapters | None = None) -> RunResult:
     """`adapters` (a cluster's router, scaler and notifier) replace the in-memory ones; metrics stay simulated."""
-    console = Console(highlight=False)
+    console = outputs.console()
     if live:
         console.print(f"[bold]Rollout {spec.name}[/] ({spec.target.namespace}/{spec.target.virtual_service}: "
                       f"{spec.target.baseline.subset} -> {spec.target.canary.subset}), scenario [bold]{scenario.name}"
@@ -59,7 +61,7 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
         console.print(f"  routes: VirtualService {spec.target.namespace}/{spec.target.virtual_service} in the "
                       "cluster (metrics simulated)\n")
     result = run_rollout(spec, scenario, seed=seed, store=store, on_tick=on_tick, spec_text=spec_text,
-                         rollout_id=f"{spec.name}-{scenario.name}-{seed}-{_stamp()}", cluster=adapters)
+                         rollout_id=new_rollout_id(), label=f"{spec.name}-{scenario.name}-{seed}", cluster=adapters)
     if live:
         _summary(console, result)
     return result
@@ -67,12 +69,6 @@ def run_demo(spec: RolloutSpec, spec_text: str, scenario: Scenario, *, seed: int
 
 def _edge(value: float | None) -> str:
     return "inf" if value is None else f"{value:g}"
-
-
-def _stamp() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%m%d%H%M%S")
 
 
 def _summary(console: Console, result: RunResult) -> None:

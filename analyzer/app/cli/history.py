@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -11,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analyzer.errors import UserError
-from analyzer.store.history import RolloutDetail, list_rollouts, rollout_detail
+from analyzer.store.history import NoHistoryStore, RolloutDetail, StoreUnusable, list_rollouts, rollout_detail
 from analyzer.traces import finding_lines, findings_in
 
 
@@ -19,24 +21,34 @@ def _json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _missing_store(url: str) -> None:
-    raise UserError(f"--db: no history store at {url!r} (run `canary-analyzer demo` first, or pass --db)")
+@contextmanager
+def _db_option(url: str) -> Iterator[None]:
+    """Store errors name the --db option."""
+    try:
+        yield
+    except NoHistoryStore as exc:
+        raise UserError(f"--db: {exc}; run `canary-analyzer demo` first, or pass --db") from None
+    except StoreUnusable as exc:
+        raise UserError(f"--db: {exc}") from None
+
+
+def _read(url: str, read: Callable[[], Any]) -> Any:
+    with _db_option(url):
+        return read()
 
 
 def print_history_list(url: str, *, name: str | None, limit: int, as_json: bool, console: Console) -> None:
-    try:
-        rows = list_rollouts(url, name=name, limit=limit)
-    except FileNotFoundError:
-        _missing_store(url)
-        return
+    rows = _read(url, lambda: list_rollouts(url, name=name, limit=limit))
     if as_json:
         _json([asdict(r) for r in rows])
         return
     table = Table(title=f"Rollouts in {url}")
-    for col in ("id", "name", "created", "outcome", "decision min", "steps", "max weight", "ticks"):
+    table.add_column("id", no_wrap=True)  # an id is copied into `history show`: keep it whole
+    for col in ("label", "name", "created", "outcome", "decision min", "steps", "max weight", "ticks"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.id, r.name, f"{r.created_at:%Y-%m-%d %H:%M}", r.outcome or r.phase,
+        table.add_row(r.id, "" if r.label == r.id else r.label, r.name, f"{r.created_at:%Y-%m-%d %H:%M}",
+                      r.outcome or r.phase,
                       "" if r.decision_minutes is None else f"{r.decision_minutes:g}", str(r.steps_reached),
                       "" if r.max_canary_weight is None else str(r.max_canary_weight), str(r.ticks))
     console.print(table)
@@ -60,16 +72,13 @@ def _detail_json(d: RolloutDetail) -> dict[str, Any]:
 
 
 def print_history_show(url: str, rollout_id: str, *, as_json: bool, console: Console) -> None:
-    try:
-        d = rollout_detail(url, rollout_id)
-    except FileNotFoundError:
-        _missing_store(url)
-        return
+    d = _read(url, lambda: rollout_detail(url, rollout_id))
     if as_json:
         _json(_detail_json(d))
         return
     s = d.summary
-    console.print(f"[bold]{s.id}[/] ({s.name}, {s.namespace}): {s.outcome or s.phase}"
+    label = "" if s.label == s.id else f"{s.label}, "
+    console.print(f"[bold]{s.id}[/] ({label}{s.name}, {s.namespace}): {s.outcome or s.phase}"
                   + ("" if s.decision_minutes is None else f" at minute {s.decision_minutes:g}"))
     table = Table(title="Timeline")
     for col in ("tick", "phase", "step", "weights", "canary req/err", "baseline req/err", "decision", "reason"):

@@ -23,7 +23,7 @@ import structlog
 from requests.utils import get_environ_proxies
 
 from analyzer.app import wiring
-from analyzer.config import PrometheusSource, RolloutSpec, SpecError
+from analyzer.config import PrometheusSource, RolloutSpec, SpecError, parse_duration
 from analyzer.ports import SourceUnavailable
 from analyzer.replay import GapKind, MetricSummary, ReplayReport, TraceOutcome, replay
 from analyzer.sources.prometheus.client import PromClient
@@ -32,14 +32,18 @@ from analyzer.traces import finding_lines
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_UNIX = re.compile(r"^\d+(\.\d+)?$")
+# re.ASCII: \d would also take other scripts' digits (e.g. Arabic-Indic), which float() reads silently.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
+_UNIX = re.compile(r"^\d+(\.\d+)?$", re.ASCII)
+DEFAULT_MAX_WINDOW = "1d"  # replaying more takes a query per interval: --start 0 would run for hours
 _URL = re.compile(r"^https?://[^\s/]+")
 
 
 def parse_time(value: str, option: str) -> datetime:
     """RFC 3339 with an offset (2026-01-01T00:00:00Z) or unix seconds -> an aware UTC datetime."""
     text = value.strip()
+    if not text.isascii():
+        raise SpecError(f"{option}: {value!r} has characters other than ASCII (write digits as 0-9)")
     try:
         if _UNIX.match(text):
             return datetime.fromtimestamp(float(text), UTC)
@@ -72,10 +76,24 @@ def jaeger_spec(spec: RolloutSpec, url: str | None) -> RolloutSpec:
     return wiring.with_overrides(spec, wiring.Settings(jaeger_url=url))
 
 
-def _window(spec: RolloutSpec, start: str, end: str) -> tuple[datetime, datetime]:
+def parse_max_window(value: str) -> float:
+    """--max-window: a duration (30m, 6h, 1d, 2d) -> seconds."""
+    try:
+        seconds = parse_duration(value if value.isascii() else "?")
+    except ValueError as exc:
+        raise SpecError(f"--max-window: {value!r}: {exc}") from None
+    if seconds <= 0:
+        raise SpecError(f"--max-window: {value!r} is not above 0")
+    return seconds
+
+
+def _window(spec: RolloutSpec, start: str, end: str, max_window_s: float) -> tuple[datetime, datetime]:
     t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
     if t1 <= t0:
         raise SpecError(f"--end: {end!r} is not after --start {start!r}")
+    if (t1 - t0).total_seconds() > max_window_s:
+        raise SpecError(f"--start: the window {t0.isoformat()} - {t1.isoformat()} is longer than --max-window "
+                        f"{max_window_s / 3600:g}h; judge a shorter window or raise --max-window")
     interval = spec.timing.interval
     if (t1 - t0).total_seconds() < interval:
         raise SpecError(f"--end: the window {t0.isoformat()} – {t1.isoformat()} is shorter than one interval "
@@ -128,7 +146,7 @@ def _nothing_read(report: ReplayReport) -> str | None:
 
 def judge_command(
     spec: RolloutSpec, start: str, end: str, *, prometheus_url: str | None, as_json: bool,
-    canary_weight: int | None = None, jaeger_url: str | None = None,
+    canary_weight: int | None = None, jaeger_url: str | None = None, max_window: str = DEFAULT_MAX_WINDOW,
 ) -> int:
     """Replay [start, end) and print the verdict; returns the exit status. Option mistakes raise SpecError.
 
@@ -136,7 +154,7 @@ def judge_command(
     check runs (the weights of a past window are not in the metrics).
     """
     spec = jaeger_spec(prometheus_spec(spec, prometheus_url), jaeger_url)
-    t0, t1 = _window(spec, start, end)
+    t0, t1 = _window(spec, start, end, parse_max_window(max_window))
     if canary_weight is not None and not 0 < canary_weight < 100:
         raise SpecError(f"--canary-weight: {canary_weight} is not between 0 and 100 (exclusive)")
     share = None if canary_weight is None else canary_weight / 100.0

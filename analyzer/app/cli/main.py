@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from analyzer.app import logs, wiring
+from analyzer.app import logs, outputs, wiring
 from analyzer.app.cli.importer import import_app
 from analyzer.config import load_spec, load_spec_text
 from analyzer.errors import UserError
@@ -20,16 +21,37 @@ ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = ROOT / "config" / "examples" / "reviews.yaml"
 DEFAULT_DB = "sqlite:///canary-analyzer.db"
 
+EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 70, 130  # 70 = EX_SOFTWARE (sysexits.h)
+
+# Typer vendors its own click (typer._click); its public BadParameter leads to the classes it raises.
+_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+_NO_ARGS: type[Exception] = getattr(sys.modules[typer.BadParameter.__module__], "NoArgsIsHelpError", _NeverRaised)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated canary analysis for Istio.")
 history_app = typer.Typer(no_args_is_help=True, help="Past rollouts recorded in the store.")
 app.add_typer(history_app, name="history")
 app.add_typer(import_app, name="import")
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+err = outputs.console(stderr=True)
+out = outputs.console()
 
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _open_store(url: str) -> Any:
+    from analyzer.store.sql import StoreUnusable
+
+    try:
+        return wiring.open_store(url)
+    except StoreUnusable as exc:
+        raise UserError(f"--db: {exc}") from None
 
 
 @app.command()
@@ -52,7 +74,7 @@ def demo(
     config: Annotated[Path, typer.Option(help="Rollout spec")] = DEFAULT_CONFIG,
     scenario: Annotated[str, typer.Option(help=f"Built-in name ({', '.join(builtin_names())}) or a YAML file")] = (
         "healthy"),
-    seed: Annotated[int, typer.Option(help="Simulation seed")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Simulation seed")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
     load: Annotated[float | None, typer.Option(help="Synthetic load in rps during the analysis (overrides load.rps)")
@@ -71,7 +93,7 @@ def demo(
     settings = wiring.Settings(db=db, kubeconfig=None if kubeconfig is None else str(kubeconfig),
                                kube_context=context)
     kube = wiring.cluster(settings) if settings.cluster else None
-    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=wiring.open_store(db), live=not as_json,
+    result = run_demo(spec, text, load_scenario(scenario), seed=seed, store=_open_store(db), live=not as_json,
                       adapters=kube)
     if as_json:
         _print_json(result.to_json())
@@ -82,7 +104,7 @@ def simulate(
     config: Annotated[Path, typer.Option(help="Rollout spec")] = DEFAULT_CONFIG,
     scenario: Annotated[str, typer.Option(help="Built-in name or a YAML file")] = "healthy",
     runs: Annotated[int, typer.Option(min=1, help="Number of rollouts")] = 100,
-    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="First seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Run many rollouts and report outcome counts and decision-time quantiles."""
@@ -114,9 +136,13 @@ def plan(
     from analyzer.app.cli.plan import plan_lines, with_budget
     from analyzer.plan import make_plan
 
-    if rps <= 0 or not 0 <= baseline_error_rate < 1 or latency_p99_ms <= 0:
-        raise UserError(f"plan: rps {rps}, baseline error rate {baseline_error_rate} and p99 {latency_p99_ms} ms "
-                        "must be positive (error rate below 1)")
+    for option, value, ok, want in (
+        ("--rps", rps, rps > 0, "a positive number"),
+        ("--baseline-error-rate", baseline_error_rate, 0 <= baseline_error_rate < 1, "a rate in [0, 1)"),
+        ("--latency-p99-ms", latency_p99_ms, latency_p99_ms > 0, "a positive number of milliseconds"),
+    ):
+        if not (math.isfinite(value) and ok):  # NaN compares false with everything: test it first
+            raise UserError(f"plan: {option}: {value:g} is not {want}")
     spec = load_spec(config)
     if budget is not None:
         spec = with_budget(spec, budget)
@@ -140,12 +166,13 @@ def judge_window(
     canary_weight: Annotated[int | None, typer.Option(
         min=1, max=99, help="Canary traffic % during the window; enables the sample-ratio check")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    max_window: Annotated[str, typer.Option(help="Refuse a longer window (e.g. 6h, 1d, 7d)")] = "1d",
 ) -> None:
     """Replay a past window through the gate from Prometheus: exit 0 pass, 1 fail, 3 inconclusive, 2 error."""
     from analyzer.app.cli.judge import judge_command
 
     code = judge_command(load_spec(config), start, end, prometheus_url=prometheus_url, as_json=as_json,
-                         canary_weight=canary_weight, jaeger_url=jaeger_url)
+                         canary_weight=canary_weight, jaeger_url=jaeger_url, max_window=max_window)
     raise typer.Exit(code)
 
 
@@ -176,35 +203,67 @@ def history_show(
 
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
+    log_level: Annotated[str, typer.Option(help=f"{', '.join(logs.LEVELS)}")] = "warning",
 ) -> None:
+    if log_level.lower() not in logs.LEVELS:
+        raise UserError(f"--log-level: {log_level!r} is not one of {', '.join(logs.LEVELS)}")
     logs.configure(log_level)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user mistakes become one message on stderr and exit status 2."""
+    """Entry point. Exit status: 0 ok, 1 `judge` fail, 2 the user's mistake (one line on stderr),
+    3 `judge` inconclusive, 70 an internal error (a bug), 130 interrupted."""
+    outputs.tolerant_streams()
     try:
-        rc = app(args=argv, standalone_mode=False)
-        if isinstance(rc, int):
-            return rc
+        rc = app(args=argv, standalone_mode=False, prog_name="canary-analyzer")
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        return 2
-    except KeyError as exc:  # unknown ids from the history API
-        err.print(f"error: {exc.args[0] if exc.args else exc}", markup=False, highlight=False)
-        return 2
+        return _user_error(str(exc))
+    except _NO_ARGS as exc:  # `canary-analyzer` (or a group) alone: the help, and exit 2
+        sys.stdout.write(exc.format_message().rstrip() + "\n")
+        return _user_error("a command is required (see the list above)")
+    except _USAGE_ERROR as exc:  # typer's own click: bad or missing options, unknown commands
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "canary-analyzer"
+        return _user_error(f"{exc.format_message()}{_given(exc)} (see `{command} --help`)")
+    except typer.TyperException as exc:  # other click errors, e.g. a file option that cannot be opened
+        return _user_error(exc.format_message())
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        return 130
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
+    except (typer.Abort, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # anything else is our bug, not the user's mistake
+        return _internal_error(exc)
+    return rc if isinstance(rc, int) else 0
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        raise
-    return 0
+
+def _user_error(message: str) -> int:
+    # Several problems (one spec, many fields) stay on several lines; one problem is one line.
+    lines = [" ".join(line.split()) for line in message.strip().splitlines() if line.strip()] or ["unknown error"]
+    if not lines[0].startswith("error:"):
+        lines[0] = "error: " + lines[0]
+    sys.stderr.write("\n".join(lines) + "\n")
+    return EXIT_USAGE
+
+
+def _given(exc: BaseException) -> str:
+    """', got VALUE' when typer's message (pydantic's first error) does not show the value the user gave."""
+    errors = getattr(exc.__cause__, "errors", None)
+    if not callable(errors):
+        return ""
+    try:
+        value = errors()[0].get("input")
+    except (IndexError, TypeError):
+        return ""
+    return "" if value is None or repr(value) in str(exc) else f", got {value!r}"
+
+
+def _internal_error(exc: BaseException) -> int:
+    if logs.debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    what = " ".join(str(exc).split())[:300]
+    sys.stderr.write(f"internal error (a bug in canary-analyzer, please report it): {type(exc).__name__}"
+                     f"{': ' + what if what else ''}; rerun with --log-level debug for the traceback\n")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
