@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "analyzer"
 CORE = ["model.py", "ports.py", "config.py", "errors.py", "evidence.py", "gate.py", "judge.py", "policy.py", "plan.py",
         "kayenta_gate.py", "engine.py", "replay.py", "stats", "traces", "importers"]
 OUTER = ("analyzer.app", "analyzer.sources", "analyzer.traffic", "analyzer.workloads", "analyzer.notify",
-         "analyzer.store", "analyzer.sim", "analyzer.kube")
+         "analyzer.store", "analyzer.sim", "analyzer.kube", "analyzer.hooks", "analyzer.load")
 
 
 def _modules() -> list[Path]:
