@@ -154,3 +154,34 @@ events = Table(
     Column("message", Text, nullable=False),
     Index("ix_events_rollout", "rollout_id", "id"),
 )
+
+# ---- the daemon's control tables: operator commands, idempotency keys, leases ----
+
+commands = Table(
+    "commands",
+    metadata,
+    _id(),
+    Column("rollout_id", String(200), ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False),
+    Column("command", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # The tick number the leader claimed for the command (written before the tick); NULL = not taken yet.
+    Column("tick", Integer),
+    Index("ix_commands_rollout", "rollout_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("rollout_id", String(200), ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(253)),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("transitions", Integer, nullable=False),  # how often the holder changed (a fencing epoch)
+)

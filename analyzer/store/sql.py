@@ -249,6 +249,12 @@ class SqlStore:
         self.close()
 
     @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (SQLite takes its write lock at BEGIN)."""
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn.execution_options(**{_IMMEDIATE: True})
@@ -258,29 +264,34 @@ class SqlStore:
     # ---- Store protocol ----
 
     def create_rollout(self, rollout_id: str, spec: RolloutSpec, spec_text: str, meta: dict) -> None:
-        initial = RolloutState(rollout=rollout_id)
         with self._write() as conn:
-            if conn.execute(select(rollouts.c.id).where(rollouts.c.id == rollout_id)).first():
-                raise RolloutExists(rollout_id)
-            conn.execute(
-                insert(rollouts).values(
-                    id=rollout_id,
-                    name=spec.name,
-                    namespace=spec.target.namespace,
-                    baseline_subset=spec.target.baseline.subset,
-                    canary_subset=spec.target.canary.subset,
-                    spec_text=spec_text,
-                    spec=spec.model_dump(mode="json", by_alias=True),
-                    meta=codec.encode_value(meta),
-                    initial_state=codec.encode_state(initial),
-                    created_at=self._now(),
-                    interval_seconds=spec.timing.interval,
-                    phase=initial.phase.value,
-                    outcome=None,
-                    finished_at=None,
-                )
-            )
+            self.insert_rollout(conn, rollout_id, spec, spec_text, meta)
         log.info("rollout_created", rollout=rollout_id, target=spec.name)
+
+    def insert_rollout(self, conn: Connection, rollout_id: str, spec: RolloutSpec, spec_text: str,
+                       meta: dict) -> None:
+        """The rollout's row, inside the caller's write transaction (the daemon checks conflicts in the same one)."""
+        initial = RolloutState(rollout=rollout_id)
+        if conn.execute(select(rollouts.c.id).where(rollouts.c.id == rollout_id)).first():
+            raise RolloutExists(rollout_id)
+        conn.execute(
+            insert(rollouts).values(
+                id=rollout_id,
+                name=spec.name,
+                namespace=spec.target.namespace,
+                baseline_subset=spec.target.baseline.subset,
+                canary_subset=spec.target.canary.subset,
+                spec_text=spec_text,
+                spec=spec.model_dump(mode="json", by_alias=True),
+                meta=codec.encode_value(meta),
+                initial_state=codec.encode_state(initial),
+                created_at=self._now(),
+                interval_seconds=spec.timing.interval,
+                phase=initial.phase.value,
+                outcome=None,
+                finished_at=None,
+            )
+        )
 
     def record_intent(
         self,

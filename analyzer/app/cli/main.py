@@ -210,6 +210,11 @@ def _root(
     logs.configure(log_level)
 
 
+from analyzer.app.cli import serve as _serve  # noqa: E402  (commands in their own modules, one line each)
+
+app.command("serve")(_serve.serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Exit status: 0 ok, 1 `judge` fail, 2 the user's mistake (one line on stderr),
     3 `judge` inconclusive, 70 an internal error (a bug), 130 interrupted."""
