@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from analyzer.app import wiring
-from analyzer.app.cli.judge import EXIT_CODES, connect_error, parse_time, report_json
+from analyzer.app.cli.judge import connect_error, parse_time, report_json
 from analyzer.app.settings import ServeSettings
 from analyzer.config import PrometheusSource, RolloutSpec, SpecError
 from analyzer.evidence import Evidence
@@ -201,6 +201,4 @@ def judge_json(spec: RolloutSpec, start: str, end: str, *, settings: ServeSettin
     unavailable = [g for g in dq.gaps if g.kind is GapKind.UNAVAILABLE]
     if dq.intervals and len(unavailable) == dq.intervals:
         raise Unreachable(f"no interval of the window could be read from Prometheus ({unavailable[0].why})")
-    out = report_json(report, spec, srm_checked=share is not None)
-    out["exit_code"] = EXIT_CODES[report.verdict]
-    return out
+    return report_json(report, spec, srm_checked=share is not None)
