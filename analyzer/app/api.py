@@ -163,8 +163,8 @@ class CommandOut(BaseModel):
 class JudgeRequest(Body):
     spec: str | None = Field(default=None, max_length=253)
     spec_yaml: str | None = Field(default=None, alias="specYaml", max_length=200_000)
-    start: str = Field(max_length=64, description="RFC 3339 or unix seconds")
-    end: str = Field(max_length=64, description="RFC 3339 or unix seconds")
+    start: str = Field(max_length=64, description="RFC 3339, unix seconds, now or now-DURATION (now-30m)")
+    end: str = Field(max_length=64, description="RFC 3339, unix seconds, now or now-DURATION")
     canary_weight: int | None = Field(default=None, alias="canaryWeight", ge=1, le=99)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -120,6 +120,12 @@ class Daemon:
         self.leading = False
         self.ticks = 0  # ticks run by this process (tests and the benchmark read it)
         self._lock = threading.RLock()
+        # Jobs in flight. APScheduler's shutdown(wait=True) holds its job-store lock while it waits, so a job
+        # that then touches the scheduler (a rollout finishing unschedules itself) would deadlock: stop()
+        # pauses the scheduler, waits for this count to reach 0 itself, then shuts down without waiting.
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self._stopping = False
         self._wiring = wiring.Settings(db=settings.db, prometheus_url=settings.prometheus_url,
                                        jaeger_url=settings.jaeger_url)
         self.scheduler = BackgroundScheduler(
@@ -134,18 +140,23 @@ class Daemon:
     def start(self) -> None:
         now = datetime.now(UTC)
         renew = max(0.2, self.elector_ttl / 3)
-        self.scheduler.add_job(self._lease_round, IntervalTrigger(seconds=renew), id=_LEASE_JOB, next_run_time=now,
-                               misfire_grace_time=None)
-        self.scheduler.add_job(self._sync_round, IntervalTrigger(seconds=self.settings.poll), id=_SYNC_JOB,
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=renew), args=[self._lease_round], id=_LEASE_JOB,
+                               next_run_time=now, misfire_grace_time=None)
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=self.settings.poll), args=[self._sync_round],
+                               id=_SYNC_JOB,
                                next_run_time=now + timedelta(seconds=0.05), misfire_grace_time=None)
         self.scheduler.start()
         log.info("daemon_started", identity=self.settings.identity, sim=self.settings.sim,
                  leader_election=self.settings.leader_election)
 
-    def stop(self) -> None:
-        """Let running ticks finish (they record themselves), start no new ones, give the lease up."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Start no new ticks, let running ones finish (they record themselves), give the lease up."""
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.pause()
+            with self._idle:
+                self._stopping = True
+                self._idle.wait_for(lambda: self._inflight == 0, timeout=timeout)
+            self.scheduler.shutdown(wait=False)
         if self.leading:
             try:
                 self.elector.release()
@@ -164,8 +175,23 @@ class Daemon:
 
     def nudge(self) -> None:
         """Look for new rollouts and commands now rather than at the next poll."""
+        if self._stopping:
+            return
         with contextlib.suppress(JobLookupError, RuntimeError):
             self.scheduler.modify_job(_SYNC_JOB, next_run_time=datetime.now(UTC))
+
+    def _job(self, fn: Callable[..., None], *args: Any) -> None:
+        """Every scheduled call runs through here, so stop() knows when none is running."""
+        with self._idle:
+            if self._stopping:
+                return
+            self._inflight += 1
+        try:
+            fn(*args)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
 
     # ---- leadership ----
 
@@ -262,8 +288,8 @@ class Daemon:
         if row.last_tick_at is not None and runner.engine.state.phase is not Phase.PENDING:
             # Keep the cadence across a restart: the next tick is one interval after the last recorded one.
             first = max(now, row.last_tick_at + timedelta(seconds=runner.wall_interval))
-        self.scheduler.add_job(self._run, IntervalTrigger(seconds=runner.wall_interval, start_date=first),
-                               args=[row.id], id=row.id, next_run_time=first, replace_existing=True,
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=runner.wall_interval, start_date=first),
+                               args=[self._run, row.id], id=row.id, next_run_time=first, replace_existing=True,
                                misfire_grace_time=max(1, int(runner.wall_interval)))
         log.info("rollout_scheduled", rollout=row.id, phase=runner.engine.state.phase.value,
                  tick=runner.engine.state.tick, every_s=runner.wall_interval)

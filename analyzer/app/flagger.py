@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from analyzer.app import wiring
 from analyzer.app.cli.judge import connect_error, parse_time, report_json
 from analyzer.app.settings import ServeSettings
-from analyzer.config import PrometheusSource, RolloutSpec, SpecError
+from analyzer.config import PrometheusSource, RolloutSpec, SpecError, parse_duration
 from analyzer.evidence import Evidence
 from analyzer.judge import JudgeContext, initial_evidence, judge
 from analyzer.model import MetricVerdict, Observation, Verdict
@@ -180,6 +180,20 @@ class FlaggerHooks:
 # ---- POST /v1/judge: `canary-analyzer judge --json` over HTTP ----
 
 
+def _when(text: str, field: str, now: datetime) -> datetime:
+    """RFC 3339, unix seconds, `now`, or `now-DURATION` (e.g. now-30m), for callers that cannot compute times
+    (an Argo Rollouts AnalysisTemplate)."""
+    value = text.strip()
+    if value == "now":
+        return now
+    if value.startswith("now-"):
+        try:
+            return now - timedelta(seconds=parse_duration(value[4:]))
+        except ValueError as exc:
+            raise SpecError(f"{field}: {text!r}: {exc}") from None
+    return parse_time(text, field)
+
+
 def judge_json(spec: RolloutSpec, start: str, end: str, *, settings: ServeSettings,
                canary_weight: int | None) -> dict[str, Any]:
     if settings.prometheus_url is not None:
@@ -187,7 +201,8 @@ def judge_json(spec: RolloutSpec, start: str, end: str, *, settings: ServeSettin
     config = spec.sources.metrics
     if not isinstance(config, PrometheusSource):
         raise SpecError(f"sources.metrics.type: {config.type!r} cannot be judged; judge reads Prometheus")
-    t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+    now = datetime.now(UTC)
+    t0, t1 = _when(start, "start", now), _when(end, "end", now)
     if t1 <= t0:
         raise SpecError(f"end: {end!r} is not after start {start!r}")
     if (t1 - t0).total_seconds() < spec.timing.interval:

@@ -39,6 +39,8 @@ app.add_typer(history_app, name="history")
 app.add_typer(import_app, name="import")
 err = outputs.console(stderr=True)
 out = outputs.console()
+if not out.is_terminal:  # a pipe or a file: tables keep their natural width instead of wrapping at 80 columns
+    out.width = 10_000
 
 
 def _print_json(data: Any) -> None:
@@ -211,8 +213,29 @@ def _root(
 
 
 from analyzer.app.cli import serve as _serve  # noqa: E402  (commands in their own modules, one line each)
+from analyzer.app.cli.rollout import rollout_app  # noqa: E402
 
 app.command("serve")(_serve.serve)
+app.add_typer(rollout_app, name="rollout")
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path, typer.Argument(help="Rollout spec (target, steps, Prometheus source)")],
+    wait: Annotated[bool, typer.Option("--wait", help="Through a pause, wait for an operator command")] = False,
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
+    prometheus_url: Annotated[str | None, typer.Option(help="Overrides sources.metrics.url")] = None,
+    jaeger_url: Annotated[str | None, typer.Option(help="Overrides sources.traces.url")] = None,
+) -> None:
+    """One rollout in this process, no server: exit 0 promoted, 1 rolled back, 3 inconclusive or paused, 2 error."""
+    from analyzer.app.cli.run import run_rollout_here
+    from analyzer.store.sql import SqlStore
+
+    spec, text = load_spec_text(config)
+    store = wiring.open_store(db)
+    assert isinstance(store, SqlStore)
+    settings = wiring.Settings(db=db, prometheus_url=prometheus_url, jaeger_url=jaeger_url)
+    raise typer.Exit(run_rollout_here(spec, text, store=store, settings=settings, wait=wait, console=out))
 
 
 def main(argv: list[str] | None = None) -> int:
