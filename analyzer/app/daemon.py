@@ -261,7 +261,9 @@ class Daemon:
         if self.settings.sim:
             scenario = load_scenario(str(row.meta.get("scenario", "healthy")))
             clock = ScaledClock(row.created_at, self.settings.sim_speed)
-            rig = wiring.simulated(spec, scenario, seed=seed, store=self.store, clock=clock)
+            # A restarted process must not replay the random draws it made before: the mesh's stream
+            # is seeded by the tick it resumes at too (identical repeated samples would fake evidence).
+            rig = wiring.simulated(spec, scenario, seed=seed * 1_000_003 + state.tick, store=self.store, clock=clock)
             rig.mesh.t0 = row.created_at  # the scenario's time line starts at creation, across restarts
             adapters = rig.adapters
             wall_interval = spec.timing.interval / self.settings.sim_speed
