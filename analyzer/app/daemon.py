@@ -10,6 +10,7 @@ next interval; it never stops the other rollouts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -134,6 +135,8 @@ class Daemon:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._on_lost, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        # Lost ticks are counted and logged by _on_lost; a busy poll job skipping a beat is no news.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
     # ---- lifecycle ----
 

@@ -98,7 +98,7 @@ def wait_for(client: Client, rollout_id: str, timeout: float, *, live: bool | No
                     out.print(_line(status), markup=False)
             if status["outcome"] is not None or time.monotonic() >= deadline:
                 break
-            step = min(5.0, max(0.0, deadline - time.monotonic()))
+            step = min(1.0, max(0.0, deadline - time.monotonic()))  # a progress line at least each second
             status = client.call("GET", f"/v1/rollouts/{rollout_id}/wait", params={"timeout": step},
                                  timeout=step + 30)
     finally:
