@@ -48,10 +48,10 @@ timing: {interval: 1m, minDwell: 30, budget: 24h}
 analysis:
   metrics:
     - {name: errors, type: error-rate, tolerance: 1.5, mde: 2}
-    - {name: latency-fast, type: latency, sloMs: 100, edges: [100], tolerance: 1.5, mde: 2}
     - {name: latency, type: latency, sloMs: 250, edges: [250], tolerance: 1.5, mde: 2}
     - {name: latency-slow, type: latency, sloMs: 500, edges: [500], tolerance: 1.5, mde: 2}
     - {name: latency-tail, type: latency, sloMs: 1000, edges: [1000], tolerance: 1.5, mde: 2}
+    - {name: latency-max, type: latency, sloMs: 2500, edges: [2500], tolerance: 1.5, mde: 2}
 sources:
   metrics: {type: simulated}
 """

@@ -98,6 +98,9 @@ def encode_value(value: Any) -> JSON:
             out[k] = encode_value(v)
         return {_DICT_TAG: out} if len(out) == 1 and next(iter(out)) in (_FLOAT_TAG, _DICT_TAG) else out
     if isinstance(value, list | tuple):
+        # Fast path for the long numeric arrays of evidence state (the daemon encodes them every tick).
+        if all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in value):
+            return list(value)
         return [encode_value(v) for v in value]
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
 
