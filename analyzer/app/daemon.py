@@ -45,9 +45,14 @@ _SYNC_JOB, _LEASE_JOB = "~sync", "~lease"
 
 
 class LeaderElector(Protocol):
-    """Who may tick. The store lease (`analyzer.store.control.StoreLease`) or a Kubernetes Lease."""
+    """Who may tick. The store lease (`analyzer.store.control.StoreLease`) or a Kubernetes Lease (`KubeLease`).
+
+    The daemon calls `try_acquire` every `renew_every` seconds and ticks only while `held(margin)`.
+    """
 
     identity: str
+    renew_every: float
+    margin: float
 
     def try_acquire(self) -> bool: ...
 
@@ -60,6 +65,9 @@ class LeaderElector(Protocol):
 
 class AlwaysLeader:
     """Leader election off: this process is the only one that ticks."""
+
+    renew_every = 1.0
+    margin = 0.0
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
@@ -75,6 +83,30 @@ class AlwaysLeader:
 
     def holder(self) -> str | None:
         return self.identity
+
+
+class KubeLease:
+    """A `coordination.k8s.io` Lease (`analyzer.kube.lease.LeaseElector`) driven by the daemon's lease job."""
+
+    def __init__(self, lease: Any) -> None:
+        self.lease = lease
+        self.identity = lease.identity
+        self.renew_every = lease.retry_period
+        # Leadership ends renew_deadline after a renewal began; keep what a round may take in hand.
+        self.margin = max(0.0, lease.renew_deadline - 2 * lease.retry_period)
+
+    def try_acquire(self) -> bool:
+        return bool(self.lease.round())
+
+    def held(self, margin: float = 0.0) -> bool:
+        until = self.lease.leading_until()
+        return until is not None and time.monotonic() + margin < until
+
+    def release(self) -> None:
+        self.lease.stop(release=True)
+
+    def holder(self) -> str | None:
+        return self.identity if self.lease.is_leader() else None
 
 
 class ScaledClock(VirtualClock):
@@ -111,9 +143,11 @@ class Daemon:
                  telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.store = store
+        self._wiring = wiring.Settings(db=settings.db, prometheus_url=settings.prometheus_url,
+                                       jaeger_url=settings.jaeger_url, kubeconfig=settings.kubeconfig,
+                                       kube_context=settings.kube_context, in_cluster=settings.in_cluster)
         if elector is None:
-            elector = (control.StoreLease(store, settings.identity, ttl=settings.lease_ttl)
-                       if settings.leader_election else AlwaysLeader(settings.identity))
+            elector = self._elector(settings)
         self.elector = elector
         self.telemetry = telemetry or Telemetry()
         self.telemetry.watch(self._views)
@@ -127,8 +161,6 @@ class Daemon:
         self._inflight = 0
         self._idle = threading.Condition()
         self._stopping = False
-        self._wiring = wiring.Settings(db=settings.db, prometheus_url=settings.prometheus_url,
-                                       jaeger_url=settings.jaeger_url)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(settings.max_concurrent_ticks)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -138,11 +170,21 @@ class Daemon:
         # Lost ticks are counted and logged by _on_lost; a busy poll job skipping a beat is no news.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
+    def _elector(self, settings: ServeSettings) -> LeaderElector:
+        if not settings.leader_election:
+            return AlwaysLeader(settings.identity)
+        if settings.lease == "kubernetes":
+            ttl = max(3, round(settings.lease_ttl))
+            return KubeLease(wiring.leader_elector(self._wiring, namespace=settings.lease_namespace,
+                                                   identity=settings.identity, lease_duration=ttl,
+                                                   renew_deadline=ttl * 2 / 3, retry_period=ttl / 6))
+        return control.StoreLease(self.store, settings.identity, ttl=settings.lease_ttl)
+
     # ---- lifecycle ----
 
     def start(self) -> None:
         now = datetime.now(UTC)
-        renew = max(0.2, self.elector_ttl / 3)
+        renew = max(0.2, self.elector.renew_every)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=renew), args=[self._lease_round], id=_LEASE_JOB,
                                next_run_time=now, misfire_grace_time=None)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=self.settings.poll), args=[self._sync_round],
@@ -167,10 +209,6 @@ class Daemon:
                 log.warning("lease_release_failed", error=str(exc))
         self.leading = False
         log.info("daemon_stopped", ticks=self.ticks)
-
-    @property
-    def elector_ttl(self) -> float:
-        return self.settings.lease_ttl if self.settings.leader_election else 3.0
 
     @property
     def role(self) -> str:
@@ -254,7 +292,7 @@ class Daemon:
                     log.info("command_ignored", rollout=rollout_id, command=cmd.command.value)
 
     def _margin(self) -> float:
-        return self.elector_ttl / 3
+        return self.elector.margin
 
     def _runner(self, row: control.RolloutRow) -> Runner:
         spec = parse_spec(row.spec, f"rollout {row.id}")
@@ -272,7 +310,7 @@ class Daemon:
             wall_interval = spec.timing.interval / self.settings.sim_speed
         else:
             spec = wiring.with_overrides(spec, self._wiring)
-            adapters = wiring.live(spec, store=self.store)
+            adapters = wiring.live(spec, store=self.store, settings=self._wiring)
             wall_interval = spec.timing.interval
         errors = self.telemetry.source_errors
         adapters = replace(adapters, metrics=CountingMetrics(adapters.metrics, errors.labels("metrics")),

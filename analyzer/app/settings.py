@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -40,6 +40,11 @@ class ServeSettings(BaseModel):
     sim: bool = False  # run every rollout on the embedded simulated mesh
     sim_speed: float = Field(default=1.0, gt=0, le=100_000)  # simulated seconds per real second
     leader_election: bool = True  # only the lease holder ticks; every replica serves reads
+    lease: Literal["store", "kubernetes"] = "store"  # a row in the store, or a coordination.k8s.io Lease
+    lease_namespace: str = "default"  # namespace of the Kubernetes Lease
+    kubeconfig: str | None = None  # the cluster whose VirtualServices rollouts drive (none: routes in memory)
+    kube_context: str | None = None
+    in_cluster: bool = False  # the pod's service account
     identity: str = Field(default_factory=default_identity, min_length=1, max_length=253)
     lease_ttl: float = Field(default=15.0, gt=0.5, le=600)  # seconds a leader holds the lease without renewing
     max_concurrent_ticks: int = Field(default=4, ge=1, le=256)

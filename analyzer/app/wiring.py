@@ -112,13 +112,14 @@ def open_store(url: str | None, *, clock: Clock | None = None) -> Store:
 
 
 def leader_elector(settings: Settings, *, namespace: str, name: str = "canary-analyzer",
-                   identity: str | None = None) -> LeaseElector:
+                   identity: str | None = None, **timing: float) -> LeaseElector:
     """The Lease election the daemon runs in a cluster: only the holder ticks rollouts."""
     from analyzer.kube.client import KubeSettings, api_client
     from analyzer.kube.lease import LeaseElector
 
     kube = KubeSettings(kubeconfig=settings.kubeconfig, context=settings.kube_context, in_cluster=settings.in_cluster)
-    return LeaseElector(api_client(kube), namespace=namespace, name=name, identity=identity)
+    return LeaseElector(api_client(kube), namespace=namespace, name=name, identity=identity,
+                        **timing)  # type: ignore[arg-type]
 
 
 def simulated(spec: RolloutSpec, scenario: Scenario, *, seed: int, store: Store | None = None,

@@ -161,6 +161,8 @@ class StoreLease:
         self.identity = identity
         self.name = name
         self.ttl = ttl
+        self.renew_every = ttl / 3
+        self.margin = ttl / 3  # a tick starts only with this much of the lease left
         self._valid_until = 0.0  # time.monotonic() until which we may act as the leader
 
     def try_acquire(self) -> bool:

@@ -33,7 +33,7 @@ def run_rollout_here(
 ) -> int:
     """Run the rollout to its end; returns the exit status. `router` replaces the configured one (tests)."""
     spec = wiring.with_overrides(spec, settings)
-    adapters = wiring.live(spec, store=store)
+    adapters = wiring.live(spec, store=store, settings=settings)
     if router is not None:
         from dataclasses import replace
 
