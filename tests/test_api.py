@@ -288,10 +288,12 @@ def test_metrics_show_weights_phases_decisions_tick_time_and_evidence(client):
     assert "canary_analyzer_source_errors_total" not in text or 'source="metrics"' in text
 
 
-def test_source_errors_are_counted_by_source(client):
-    rollout = start(client, scenario="telemetry-gap", seed=1)
-    wait(client, rollout["id"])
-    text = client.get("/metrics").text
+def test_source_errors_are_counted_by_source(env):
+    # Prometheus is down for two simulated minutes: at 120x that is one wall second, several ticks wide.
+    with TestClient(app_for(service(env, sim_speed=120))) as c:
+        rollout = start(c, scenario="telemetry-gap", seed=1)
+        wait(c, rollout["id"])
+        text = c.get("/metrics").text
     line = next(x for x in text.splitlines() if x.startswith('canary_analyzer_source_errors_total{source="metrics"}'))
     assert float(line.split()[-1]) >= 1
 

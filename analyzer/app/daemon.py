@@ -271,7 +271,7 @@ class Daemon:
         active = {i for i, r in rows.items() if not Phase(r.phase).terminal}
         with self._lock:
             for rollout_id in active - self.runners.keys():
-                self._schedule(rows[rollout_id])
+                self._schedule(rollout_id)
             for rollout_id in self.runners.keys() - active:
                 self._unschedule(rollout_id)
         by_rollout: dict[str, list[control.PendingCommand]] = {}
@@ -285,7 +285,7 @@ class Daemon:
                 with contextlib.suppress(JobLookupError):
                     self.scheduler.modify_job(rollout_id, next_run_time=datetime.now(UTC))
             elif rollout_id in rows:
-                self._command_parked(rows[rollout_id], cmds)
+                self._command_parked(rollout_id, cmds)
             else:  # finished, or not a daemon's rollout: nothing will apply them
                 for cmd in cmds:
                     control.claim_command(self.store, cmd.id, control.IGNORED)
@@ -319,11 +319,12 @@ class Daemon:
         engine = Engine.resume(spec, state, adapters, seed=seed)  # re-applies the last intended routes
         return Runner(row.id, engine, adapters, wall_interval, seed)
 
-    def _schedule(self, row: control.RolloutRow) -> None:
+    def _schedule(self, rollout_id: str) -> None:
         try:
+            row = control.rollout_row(self.store, rollout_id)
             runner = self._runner(row)
         except Exception as exc:
-            log.error("rollout_unloadable", rollout=row.id, error=f"{type(exc).__name__}: {exc}")
+            log.error("rollout_unloadable", rollout=rollout_id, error=f"{type(exc).__name__}: {exc}")
             return
         self.runners[row.id] = runner
         now = datetime.now(UTC)
@@ -410,15 +411,15 @@ class Daemon:
         except Exception as exc:
             log.error("tick_error_unrecorded", rollout=runner.rollout_id, error=str(exc))
 
-    def _command_parked(self, row: control.RolloutRow, cmds: list[control.PendingCommand]) -> None:
+    def _command_parked(self, rollout_id: str, cmds: list[control.PendingCommand]) -> None:
         """Commands for a rollout that is not ticking (Paused, Inconclusive): applied here, at once."""
         try:
-            runner = self._runner(row)
+            runner = self._runner(control.rollout_row(self.store, rollout_id))
             for outcome in self._advance(runner):
                 self.telemetry.decisions.labels(outcome.decision.kind.value).inc()
         except Exception as exc:
             self.telemetry.tick_errors.inc()
-            log.error("command_failed", rollout=row.id, error=f"{type(exc).__name__}: {exc}")
+            log.error("command_failed", rollout=rollout_id, error=f"{type(exc).__name__}: {exc}")
             return
         if not runner.engine.done:
             self.nudge()  # resumed: the next round schedules it

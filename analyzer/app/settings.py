@@ -27,7 +27,7 @@ class SettingsError(UserError):
 
 
 def default_identity() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class ServeSettings(BaseModel):
@@ -44,7 +44,7 @@ class ServeSettings(BaseModel):
     lease_namespace: str = "default"  # namespace of the Kubernetes Lease
     kubeconfig: str | None = None  # the cluster whose VirtualServices rollouts drive (none: routes in memory)
     kube_context: str | None = None
-    in_cluster: bool = False  # the pod's service account
+    in_cluster: bool = Field(default_factory=lambda: bool(os.environ.get("KUBERNETES_SERVICE_HOST")))  # in a pod
     identity: str = Field(default_factory=default_identity, min_length=1, max_length=253)
     lease_ttl: float = Field(default=15.0, gt=0.5, le=600)  # seconds a leader holds the lease without renewing
     max_concurrent_ticks: int = Field(default=4, ge=1, le=256)
@@ -101,11 +101,15 @@ def _from_file(path: Path) -> dict[str, Any]:
 def load_settings(file: Path | None = None, flags: Mapping[str, Any] | None = None,
                   env: Mapping[str, str] | None = None) -> ServeSettings:
     """Defaults < file < environment < flags (flags that are None are not given)."""
+    flags = dict(flags or {})
+    namespace = flags.pop("leader_election_namespace", None)
+    if namespace is not None:  # the deploy/ manifests' shorthand: a Kubernetes Lease in this namespace
+        flags.update(lease="kubernetes", lease_namespace=namespace)
     values: dict[str, Any] = {}
     if file is not None:
         values.update(_from_file(file))
     values.update(_from_env(os.environ if env is None else env))
-    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    values.update({k: v for k, v in flags.items() if v is not None})
     try:
         return ServeSettings.model_validate(values)
     except ValidationError as exc:

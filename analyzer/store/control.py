@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, insert, or_, select, text, update
+from sqlalchemy import case, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from analyzer.model import Command, Phase
 from analyzer.store import codec
-from analyzer.store.schema import commands, idempotency_keys, leases, rollouts, ticks
+from analyzer.store.schema import commands, idempotency_keys, leases, rollout_routes, rollouts, ticks
 from analyzer.store.sql import RolloutNotFound, SqlStore, StoreError
 
 if TYPE_CHECKING:
@@ -55,18 +55,29 @@ def create_rollout(store: SqlStore, rollout_id: str, spec: RolloutSpec, spec_tex
                                 .where(idempotency_keys.c.key == idempotency_key)).scalar_one_or_none()
             if seen is not None:
                 return Created(seen, False)
-        unfinished = conn.execute(
-            select(rollouts.c.id, rollouts.c.spec)
-            .where(rollouts.c.namespace == t.namespace, rollouts.c.phase.not_in([p.value for p in FINAL_PHASES]))
-        ).all()
-        for row in unfinished:
-            if (row.spec.get("target") or {}).get("virtualService") == t.virtual_service:
-                raise RouteBusy(row.id, t.namespace, t.virtual_service)
+        busy = conn.execute(
+            select(rollouts.c.id)
+            .join(rollout_routes, rollout_routes.c.rollout_id == rollouts.c.id)
+            .where(rollout_routes.c.namespace == t.namespace, rollout_routes.c.virtual_service == t.virtual_service,
+                   rollouts.c.phase.not_in([p.value for p in FINAL_PHASES]))
+            .limit(1)
+        ).scalar_one_or_none()
+        if busy is not None:
+            raise RouteBusy(busy, t.namespace, t.virtual_service)
         store.insert_rollout(conn, rollout_id, spec, spec_text, meta)
+        conn.execute(insert(rollout_routes).values(rollout_id=rollout_id, namespace=t.namespace,
+                                                   virtual_service=t.virtual_service))
         if idempotency_key is not None:
             conn.execute(insert(idempotency_keys).values(key=idempotency_key, rollout_id=rollout_id,
                                                          created_at=datetime.now(UTC)))
     return Created(rollout_id, True)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    id: str
+    phase: str
+    meta: dict
 
 
 @dataclass(frozen=True)
@@ -79,20 +90,27 @@ class RolloutRow:
     last_tick_at: datetime | None  # wall clock of the last recorded tick
 
 
-def unfinished_rollouts(store: SqlStore, *, owner: str | None = None) -> list[RolloutRow]:
+def unfinished_rollouts(store: SqlStore, *, owner: str | None = None) -> list[Unfinished]:
     """Rollouts not in a final phase (Paused and Inconclusive included), oldest first; with `owner`, only
-    those whose meta names that owner."""
-    last = (select(ticks.c.rollout_id, func.max(ticks.c.recorded_at).label("at"))
-            .group_by(ticks.c.rollout_id).subquery())
-    query = (select(rollouts.c.id, rollouts.c.phase, rollouts.c.spec, rollouts.c.meta, rollouts.c.created_at,
-                    last.c.at)
-             .outerjoin(last, last.c.rollout_id == rollouts.c.id)
+    those whose meta names that owner. Light: the leader runs it every poll."""
+    query = (select(rollouts.c.id, rollouts.c.phase, rollouts.c.meta)
              .where(rollouts.c.phase.not_in([p.value for p in FINAL_PHASES]))
              .order_by(rollouts.c.created_at, rollouts.c.id))
     with store.engine.connect() as conn:
-        rows = [RolloutRow(r.id, r.phase, r.spec, codec.decode_value(r.meta) or {}, r.created_at, r.at)
-                for r in conn.execute(query)]
+        rows = [Unfinished(r.id, r.phase, codec.decode_value(r.meta) or {}) for r in conn.execute(query)]
     return [r for r in rows if owner is None or r.meta.get("owner") == owner]
+
+
+def rollout_row(store: SqlStore, rollout_id: str) -> RolloutRow:
+    """What the leader needs to run a rollout: its spec, meta, creation and last tick times."""
+    with store.engine.connect() as conn:
+        r = conn.execute(select(rollouts.c.id, rollouts.c.phase, rollouts.c.spec, rollouts.c.meta,
+                                rollouts.c.created_at).where(rollouts.c.id == rollout_id)).first()
+        if r is None:
+            raise RolloutNotFound(rollout_id)
+        last = conn.execute(select(ticks.c.recorded_at).where(ticks.c.rollout_id == rollout_id)
+                            .order_by(ticks.c.id.desc()).limit(1)).scalar_one_or_none()
+    return RolloutRow(r.id, r.phase, r.spec, codec.decode_value(r.meta) or {}, r.created_at, last)
 
 
 def last_tick(store: SqlStore, rollout_id: str) -> int | None:

@@ -185,3 +185,13 @@ leases = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("transitions", Integer, nullable=False),  # how often the holder changed (a fencing epoch)
 )
+
+# The VirtualService each rollout manages, so creation finds a busy route by index rather than by reading specs.
+rollout_routes = Table(
+    "rollout_routes",
+    metadata,
+    Column("rollout_id", String(200), ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True),
+    Column("namespace", String(253), nullable=False),
+    Column("virtual_service", String(253), nullable=False),
+    Index("ix_rollout_routes_vs", "namespace", "virtual_service"),
+)

@@ -23,8 +23,14 @@ def serve(
     sim: Annotated[bool | None, typer.Option("--sim/--no-sim", help="Run rollouts on the simulated mesh")] = None,
     sim_speed: Annotated[float | None, typer.Option(help="With --sim: simulated seconds per real second")] = None,
     leader_election: Annotated[bool | None, typer.Option(
-        "--leader-election/--no-leader-election", help="Only the store lease holder ticks (default on)")] = None,
-    identity: Annotated[str | None, typer.Option(help="This replica's name in the lease (default host-pid)")] = None,
+        "--leader-election/--no-leader-election", help="Only the lease holder ticks (default on)")] = None,
+    identity: Annotated[str | None, typer.Option(help="Name in the lease (POD_NAME or host-pid)")] = None,
+    lease: Annotated[str | None, typer.Option(help="store (a row, default) or kubernetes (a Lease)")] = None,
+    leader_election_namespace: Annotated[str | None, typer.Option(
+        help="Shorthand for --lease kubernetes with the Lease in this namespace")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(help="Cluster whose VirtualServices rollouts drive")] = None,
+    in_cluster: Annotated[bool | None, typer.Option(
+        "--in-cluster/--no-in-cluster", help="Use the pod's service account (default: inside a pod)")] = None,
     lease_ttl: Annotated[float | None, typer.Option(help="Seconds a leader holds the lease unrenewed (15)")] = None,
     max_concurrent_ticks: Annotated[int | None, typer.Option(help="Ticks running at once (4)")] = None,
     poll: Annotated[float | None, typer.Option(help="Seconds between looks for new rollouts and commands (1)")] = None,
