@@ -18,6 +18,7 @@ from analyzer.store import codec
 from analyzer.store.history import RolloutSummary, _summaries_query, _summary
 from analyzer.store.schema import rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutNotFound, SqlStore
+from analyzer.traces import FINDING_PREFIX
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,13 @@ def _last_ticks(ids: list[str]) -> Any:
 
 
 def _last_judged(ids: list[str]) -> Any:
+    # As `history.rollout_detail`: the gate's verdicts of the last judged tick; trace findings are kept apart.
+    gate = ~verdicts.c.metric.startswith(FINDING_PREFIX, autoescape=True)
     judged = (select(func.max(verdicts.c.tick_id).label("id")).join(ticks, ticks.c.id == verdicts.c.tick_id)
-              .where(ticks.c.rollout_id.in_(ids)).group_by(ticks.c.rollout_id).subquery())
+              .where(ticks.c.rollout_id.in_(ids), gate).group_by(ticks.c.rollout_id).subquery())
     return (select(ticks.c.rollout_id, ticks.c.tick, verdicts.c.data)
             .join(judged, judged.c.id == ticks.c.id).join(verdicts, verdicts.c.tick_id == ticks.c.id)
-            .order_by(verdicts.c.id))
+            .where(gate).order_by(verdicts.c.id))
 
 
 def statuses(store: SqlStore, *, ids: list[str] | None = None, phase: str | None = None, name: str | None = None,
