@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -98,10 +99,11 @@ def test_rollout_client_errors_exit_2_with_one_line(server, env, tmp_path, capsy
 def test_run_without_a_server_holds_on_missing_data_and_exits_3(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     # Prometheus is unreachable: every interval holds; at the budget the rollout is inconclusive (paused).
-    spec.write_text(REVIEWS.read_text().replace("interval: 1m", "interval: 1s").replace("budget: 60m", "budget: 4s")
+    spec.write_text(REVIEWS.read_text().replace("interval: 1m", "interval: 1s").replace("budget: 60m", "budget: 6s")
                     .replace("minDuration: 3m", "minDuration: 1s")
                     .replace("metrics: {type: simulated}",
-                             'metrics: {type: prometheus, url: "http://127.0.0.1:9", timeout: 1s, retries: 0}')
+                             'metrics: {type: prometheus, url: "http://127.0.0.1:9", timeout: 1s, retries: 0, '
+                             'scrapeInterval: 1s}')
                     .replace("traces: {type: simulated}", "traces: {type: none}"))
     db = f"sqlite:///{tmp_path / 'run.db'}"
     rc, out, err = cli(capsys, "run", str(spec), "--db", db)
@@ -109,7 +111,9 @@ def test_run_without_a_server_holds_on_missing_data_and_exits_3(tmp_path, capsys
     assert "inconclusive" in out and "tick   0" in out
     rollout_id = out.splitlines()[0].split(":")[0]
     rc, out, _ = cli(capsys, "history", "show", rollout_id, "--db", db, "--json")
-    assert rc == 0 and '"outcome": "inconclusive"' in out and "source-unavailable" in out
+    shown = json.loads(out)
+    assert rc == 0 and shown["summary"]["outcome"] == "inconclusive", shown["summary"]
+    assert any(e["kind"] == "source-unavailable" for e in shown["events"]), shown["events"]
 
 
 def test_tables_in_a_pipe_are_not_wrapped_at_80_columns(tmp_path, capsys):
@@ -117,5 +121,5 @@ def test_tables_in_a_pipe_are_not_wrapped_at_80_columns(tmp_path, capsys):
     assert cli(capsys, "demo", "--db", db, "--json")[0] == 0
     rc, out, _ = cli(capsys, "history", "list", "--db", db)
     assert rc == 0
-    row = next(x for x in out.splitlines() if "reviews-healthy-1-" in x)
-    assert len(row) > 80 and "promoted" in row  # the whole id and its outcome on one line
+    row = next(x for x in out.splitlines() if "reviews-healthy-1" in x)
+    assert len(row) > 80 and "promoted" in row  # the whole id, its label and its outcome on one line

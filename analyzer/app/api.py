@@ -126,6 +126,7 @@ class RolloutOut(BaseModel):
     """A rollout's status. Field names match `canary-analyzer history show --json` (its summary and verdicts)."""
 
     id: str
+    label: str
     name: str
     namespace: str
     virtual_service: str | None
