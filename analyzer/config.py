@@ -140,6 +140,9 @@ class HeaderPhase(Model):
     min_duration: Duration = 300.0
     # Share of all requests that carry the header (used by the simulator only).
     expected_share: float = Field(default=0.05, gt=0, le=1)
+    # Testers are not a random sample of users: in a canary strategy this phase is judged (for gross failures)
+    # with this share of alpha, the weighted steps with the rest, and its evidence is not carried into them.
+    alpha_share: float = Field(default=0.2, gt=0, lt=1)
 
     def as_match(self) -> HeaderMatch:
         return HeaderMatch(header=self.header, value=self.value, kind=self.match)
@@ -231,10 +234,13 @@ class ErrorRateMetric(Model):
     type: Literal["error-rate"] = "error-rate"
     gate: bool = True
     tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)  # promote when theta is shown below this
-    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)  # minimum detectable effect for "enough information"
+    mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)  # the regression the plan sizes traffic for
     weight: float = Field(default=1.0, gt=0, le=1e6)  # share of alpha
-    # A canary whose own error rate is shown below this level passes promotion whatever the ratio.
-    negligible_rate: float | None = Field(default=0.0005, gt=0, lt=1)
+    # Opt-in: a canary whose own error rate is shown below this level may promote (from the same promotionAlpha).
+    negligible_rate: float | None = Field(default=None, gt=0, lt=1)
+    # Prior upper bound on the noise between intervals (sd of the log rate ratio, e.g. pods varying minute to
+    # minute); the data then tighten it. 0 trusts the binomial model (the test before issue 9).
+    interval_noise: float = Field(default=0.5, ge=0, le=2)
     # What counts as an error (formats.md §1.5): 5xx by default; Kiali also counts "0" and gRPC.
     include_no_response: bool = False
     include_grpc: bool = False
@@ -250,8 +256,11 @@ class LatencyMetric(Model):
     tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
     mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
     weight: float = Field(default=1.0, gt=0, le=1e6)
-    # An edge whose canary slow share is shown below this level passes promotion whatever the ratio.
-    negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
+    # Opt-in: an edge whose canary slow share is shown below this level may promote (same promotionAlpha).
+    negligible_rate: float | None = Field(default=None, gt=0, lt=1)
+    # Prior bound on the noise between intervals of the exceedance ratio (0.25 covers ~3% per-minute median
+    # jitter of one canary pod at the p99 edge); 0 trusts the binomial model.
+    interval_noise: float = Field(default=0.25, ge=0, le=2)
     bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
 
     @model_validator(mode="after")
@@ -285,7 +294,8 @@ class TraceMetric(Model):
     tolerance: float = Field(default=1.5, gt=1, le=MAX_RATIO)
     mde: float = Field(default=2.0, gt=1, le=MAX_RATIO)
     weight: float = Field(default=1.0, gt=0, le=1e6)
-    negligible_rate: float | None = Field(default=0.001, gt=0, lt=1)
+    negligible_rate: float | None = Field(default=None, gt=0, lt=1)
+    interval_noise: float = Field(default=0.25, ge=0, le=2)
 
     @property
     def gate_edges(self) -> list[float]:
@@ -393,8 +403,10 @@ class KayentaAnalysis(Model):
 class Analysis(Model):
     judge: Literal["sequential", "kayenta"] = "sequential"
     alpha: float = Field(default=0.01, gt=0, lt=0.5)  # total false-rollback budget
-    promotion_alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    power: float = Field(default=0.9, gt=0.5, lt=1)  # "enough information" threshold
+    promotion_alpha: float = Field(default=0.05, gt=0, lt=0.5)  # per metric: P(promote | ratio >= tolerance)
+    power: float = Field(default=0.9, gt=0.5, lt=1)  # planning figure: the power the plan sizes traffic for
+    # Opt-in: at the end of the budget, promote on non-inferiority at each metric's mde (a weaker promise).
+    promote_at_mde_after_budget: bool = False
     metrics: list[MetricSpec] = Field(
         default_factory=lambda: [ErrorRateMetric(), LatencyMetric()]  # type: ignore[list-item]
     )

@@ -30,8 +30,10 @@ class GateOutcome:
 
 
 def gate_outcome(verdicts: Sequence[MetricVerdict]) -> GateOutcome:
+    # Halts first: a shared outage or a broken split makes this tick's comparison meaningless, so it cannot
+    # blame the canary in the same tick (issue 9 §2).
     gates = tuple(v for v in verdicts if v.gate)
-    for kind, verdict in ((GateKind.FAIL, Verdict.FAIL), (GateKind.HALT, Verdict.HALT),
+    for kind, verdict in ((GateKind.HALT, Verdict.HALT), (GateKind.FAIL, Verdict.FAIL),
                           (GateKind.HOLD, Verdict.NO_DATA)):
         hit = tuple(v for v in gates if v.verdict is verdict)
         if hit:

@@ -33,15 +33,17 @@ class JudgeContext:
     assess_promotion: bool = False  # at the last partial step: compute the promotion evidence
     unavailable: str | None = None  # the metric source could not be asked
     seed: int = 0  # for the power Monte Carlo, so replays are deterministic
+    alpha_share: float = 1.0  # this phase's share of the rollback budget (the header phase has its own)
 
 
 def initial_evidence(spec: RolloutSpec) -> Evidence:
     metrics: dict[str, MetricEvidence] = {}
     for m in spec.analysis.metrics:
         if isinstance(m, ErrorRateMetric):
-            metrics[m.name] = RatioEvidence(m.tolerance)
+            metrics[m.name] = RatioEvidence(m.tolerance, mde=m.mde, noise=m.interval_noise)
         elif isinstance(m, LatencyMetric | TraceMetric):
-            metrics[m.name] = EdgeEvidence({_edge_key(e): RatioEvidence(m.tolerance) for e in m.gate_edges})
+            metrics[m.name] = EdgeEvidence({_edge_key(e): RatioEvidence(m.tolerance, mde=m.mde, noise=m.interval_noise)
+                                            for e in m.gate_edges})
         else:
             metrics[m.name] = CustomEvidence()
     kayenta = _kayenta_series(kayenta_gate.initial(spec.analysis.kayenta)) if spec.analysis.judge == "kayenta" else None
@@ -154,8 +156,12 @@ def _ratio_verdict(
     else:
         verdict = Verdict.CONTINUE
         tail = f"evidence {e_value:.2f} < {threshold:.0f}"
-        if power is not None:
-            tail += f"; power {power:.2f} to catch a {metric.mde:g}x regression, not yet enough"
+        if summary.log_promotion_e > 0:
+            tail += f"; non-inferiority evidence {math.exp(min(summary.log_promotion_e, 700.0)):.2f}"
+        if power is not None:  # a planning figure, never a way to promote
+            tail += f"; power {power:.2f} to catch a {metric.mde:g}x regression at this traffic"
+    if summary.noise is not None and summary.noise.phi > 1.0 + 1e-9:
+        tail += f" (interval noise bound {summary.noise.tau_upper:.2f}, evidence tempered by 1/{summary.noise.phi:.2f})"
     return MetricVerdict(
         metric=name,
         verdict=verdict,
@@ -168,8 +174,18 @@ def _ratio_verdict(
         ci=summary.ci,
         canary={"requests": summary.canary_requests, "events": summary.canary_events},
         baseline={"requests": summary.baseline_requests, "events": summary.baseline_events},
-        details={"power": power} if power is not None else {},
+        details={
+            **({"power": power} if power is not None else {}),
+            **({"noise_tau_upper": summary.noise.tau_upper, "noise_phi": summary.noise.phi}
+               if summary.noise is not None else {}),
+            "promotion_e_value_mde": math.exp(min(summary.log_promotion_e_mde, 700.0)),
+        },
     )
+
+
+def promotion_rules(spec: RolloutSpec, metric: ErrorRateMetric | LatencyMetric | TraceMetric) -> int:
+    """How many promotion rules share the metric's promotionAlpha (each gets an equal part, union bound)."""
+    return 1 + (metric.negligible_rate is not None) + spec.analysis.promote_at_mde_after_budget
 
 
 def _promotion(
@@ -180,13 +196,15 @@ def _promotion(
     alpha_j: float,
     context: JudgeContext,
 ) -> tuple[str | None, float | None]:
-    """Promotion evidence: non-inferiority at α_prom, a negligible canary rate, or enough information at the MDE.
+    """Promotion evidence, every rule a valid test within promotionAlpha per metric (statistics.md §5.6).
 
-    Returns (why it passes or None, the power when it was computed).
+    Non-inferiority at the tolerance always; the opt-in negligible-rate rule and the opt-in non-inferiority at the
+    MDE after the budget (decided by the policy) split the budget equally with it. The power to catch the MDE is a
+    planning figure only. Returns (why it passes or None, the power when it was computed).
     """
     if not context.assess_promotion:
         return None, None
-    log_bar = math.log(1.0 / spec.analysis.promotion_alpha)
+    log_bar = math.log(promotion_rules(spec, metric) / spec.analysis.promotion_alpha)
     if summary.log_promotion_e >= log_bar:
         return f"non-inferior (ratio < {metric.tolerance:g} shown)", None
     level = metric.negligible_rate
@@ -194,10 +212,66 @@ def _promotion(
         return f"negligible (canary rate < {100 * level:g}% shown)", None
     # The baseline's own rate: a worse canary must not inflate the power it is judged by.
     rate = ev.e_b / ev.n_b if ev.n_b else 0.0
-    power = detection_power(ev.exposure, rate, metric.mde, alpha_j, seed=context.seed)
-    if power >= spec.analysis.power:
-        return f"enough information (power {power:.2f} to catch a {metric.mde:g}x regression)", power
-    return None, power
+    return None, detection_power(ev.exposure, rate, metric.mde, alpha_j, seed=context.seed)
+
+
+def _ratio_states(evidence: Evidence, metric: ErrorRateMetric | LatencyMetric) -> list[RatioEvidence]:
+    state = evidence.metrics.get(metric.name)
+    if isinstance(state, RatioEvidence):
+        return [state]
+    if isinstance(state, EdgeEvidence):
+        return list(state.edges.values())
+    return []
+
+
+def promotes_at_mde(spec: RolloutSpec, evidence: Evidence) -> tuple[bool, str]:
+    """The opt-in rule after the budget: every gate ratio metric non-inferior at its MDE (its share of α_prom)."""
+    parts: list[str] = []
+    ok = True
+    for m in spec.analysis.metrics:
+        if not m.gate or not isinstance(m, ErrorRateMetric | LatencyMetric):
+            continue
+        bar = math.log(promotion_rules(spec, m) / spec.analysis.promotion_alpha)
+        states = _ratio_states(evidence, m)
+        good = bool(states) and all(ev.summary().log_promotion_e_mde >= bar for ev in states)
+        ok = ok and good
+        parts.append(f"{m.name} {'non-inferior' if good else 'not shown non-inferior'} at {m.mde:g}x")
+    return ok and bool(parts), "; ".join(parts)
+
+
+def inconclusive_note(spec: RolloutSpec, evidence: Evidence, seed: int = 0) -> str:
+    """For an inconclusive end: the power each gate metric had to catch its MDE, and the traffic that would decide.
+
+    Planning figures (statistics.md §7): the traffic multiple is the smallest of 2, 4, ..., 64 times the observed
+    exposure at which a regression of the MDE would be caught with the spec's `power`.
+    """
+    notes: list[str] = []
+    for m in spec.analysis.metrics:
+        if not m.gate or not isinstance(m, ErrorRateMetric | LatencyMetric):
+            continue
+        worst: tuple[float, int | None] | None = None
+        for ev in _ratio_states(evidence, m):
+            if not ev.exposure:
+                continue
+            rate = ev.e_b / ev.n_b if ev.n_b else 0.0
+            alpha_j = spec.analysis.alpha_for(m.name)
+            power = detection_power(ev.exposure, rate, m.mde, alpha_j, replicates=200, seed=seed)
+            multiple = None
+            if power < spec.analysis.power and rate > 0:
+                multiple = next((c for c in (2, 4, 8, 16, 32, 64) if detection_power(
+                    [(a * c, b * c) for a, b in ev.exposure], rate, m.mde, alpha_j, replicates=200, seed=seed)
+                    >= spec.analysis.power), None)
+            if worst is None or power < worst[0]:
+                worst = (power, multiple)
+        if worst is None:
+            continue
+        power, multiple = worst
+        text = f"{m.name}: power {power:.2f} to catch a {m.mde:g}x regression"
+        if power < spec.analysis.power:
+            text += (f"; about {multiple}x the observed traffic would reach {spec.analysis.power:g}"
+                     if multiple else "; more than 64x the observed traffic would be needed")
+        notes.append(text)
+    return "; ".join(notes)
 
 
 def _judge_errors(
@@ -211,7 +285,7 @@ def _judge_errors(
     ev = state.update(
         obs.canary.requests, obs.canary.errors, obs.baseline.requests, obs.baseline.errors
     )
-    alpha_j = spec.analysis.alpha_for(metric.name)
+    alpha_j = spec.analysis.alpha_for(metric.name) * context.alpha_share
     summary = ev.summary(alpha=spec.analysis.alpha)
     promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)
     verdict = _ratio_verdict(metric.name, "errors", summary, alpha_j, metric, promoted, power)
@@ -297,7 +371,7 @@ def _judge_edges(
     unit: str,
 ) -> tuple[dict[str, RatioEvidence], MetricVerdict]:
     """Exceedance e-processes at pre-registered edges, averaged (valid for "no edge worse", statistics.md §5.2)."""
-    alpha_j = spec.analysis.alpha_for(metric.name)
+    alpha_j = spec.analysis.alpha_for(metric.name) * context.alpha_share
     new: dict[str, RatioEvidence] = {}
     per_edge: list[MetricVerdict] = []
     for edge, (n_c, s_c, n_b, s_b) in counts.items():
@@ -374,6 +448,7 @@ def _judge_custom(
     else:
         verdict, tail = Verdict.PASS, "within bounds"
     reason = f"{metric.name}: canary {value.canary:g} vs {base}; " + ("; ".join(problems) + "; " if problems else "")
+    tail += " (threshold rule, outside the alpha budget)"
     return CustomEvidence(failures), MetricVerdict(
         metric.name, verdict, reason + tail, gate=metric.gate,
         canary={"value": value.canary}, baseline={"value": value.baseline} if value.baseline is not None else {},

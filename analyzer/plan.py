@@ -1,24 +1,29 @@
 """Power planning (statistics.md §7.4): what a config can detect at a given traffic, and how long it needs.
 
 The expected exposure follows the spec's schedule (header phase, then each partial step for its minimum
-dwell, then the last partial step until the budget). Detection time is the first minute at which the
-rollback e-process would have crossed its threshold with the asked power, by the same Monte Carlo the
-judge uses for "enough information".
+dwell, then the last partial step until the budget). Detection time is the first minute by which the
+rollback e-process has crossed its threshold in PLAN_POWER of simulated binomial rollouts, through the
+judge's own tempered update (so it includes the cost of the noise bound). Promotion time is the median
+minute at which a healthy canary's non-inferiority evidence reaches its share of promotionAlpha; when that
+does not fit the budget, the plan says so and how much more traffic would (issue 9 §4: inconclusive ends
+rise at low traffic, and load is the answer).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
 from analyzer.config import ErrorRateMetric, LatencyMetric, RolloutSpec
-from analyzer.stats.rate_ratio import detection_power, ratio_grid
+from analyzer.judge import promotion_rules
+from analyzer.stats.rate_ratio import FirstPassage, detection_power, first_passage, ratio_grid
 
 PLAN_POWER = 0.8
+REPLICATES = 100
 RATIOS = (1.2, 1.5, 2.0, 3.0, 5.0)
 SLOWDOWNS = (1.1, 1.2, 1.5)
 ASSUMED_SIGMA = 0.5  # log-sd used to turn a p99 into exceedance rates at the gate edges
@@ -46,6 +51,15 @@ class LoadAdvice:
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """When a healthy canary (ratio 1) shows non-inferiority for one metric (or edge)."""
+
+    metric: str
+    minutes: float | None  # median; None when not within twice the budget
+    fits_budget: bool
+
+
+@dataclass(frozen=True)
 class PlanReport:
     rollout: str
     rps: float
@@ -53,12 +67,14 @@ class PlanReport:
     detections: list[Detection]
     notes: list[str]
     load: LoadAdvice | None = None
+    promotions: list[Promotion] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rollout": self.rollout, "rps": self.rps, "budget_minutes": self.budget_minutes, "power": PLAN_POWER,
             "detections": [d.__dict__ for d in self.detections], "notes": self.notes,
             "load": None if self.load is None else self.load.to_json(),
+            "promotions": [p.__dict__ for p in self.promotions],
         }
 
 
@@ -81,20 +97,64 @@ def expected_exposure(spec: RolloutSpec, rps: float, minutes: int, header_share:
     return np.stack([per * s, per * (1 - s)], axis=1)
 
 
-def _minutes_to_detect(
-    spec: RolloutSpec, exposure: np.ndarray, rate: float, ratio: float, alpha: float
-) -> float | None:
-    interval_min = spec.timing.interval / 60
-    lo, hi = 1, exposure.shape[0]
-    if rate <= 0 or detection_power(exposure, rate, ratio, alpha, replicates=300) < PLAN_POWER:
+def _quantile_minutes(ticks: np.ndarray, share: float, offset: float, interval_min: float) -> float | None:
+    """The first minute by which `share` of the replicates had crossed (ticks are 1-based, 0 = never)."""
+    hits = np.sort(ticks[ticks > 0])
+    need = max(1, math.ceil(share * ticks.size))
+    if hits.size < need:
         return None
-    while lo < hi:  # first number of intervals reaching the power
-        mid = (lo + hi) // 2
-        if detection_power(exposure[:mid], rate, ratio, alpha, replicates=300) >= PLAN_POWER:
-            hi = mid
-        else:
-            lo = mid + 1
-    return round(lo * interval_min, 1)
+    return round(offset + hits[need - 1] * interval_min, 1)
+
+
+def _gate_exposure(spec: RolloutSpec, exposure: np.ndarray) -> tuple[np.ndarray, float]:
+    """The intervals whose evidence the weighted steps judge, and the minutes before them.
+
+    In a canary strategy the header phase is judged on its own and the steps start with fresh evidence.
+    """
+    hp = spec.strategy.header_phase
+    if hp is None or spec.strategy.type != "canary":
+        return exposure, 0.0
+    n = max(spec.timing.min_dwell, math.ceil(hp.min_duration / spec.timing.interval))
+    return exposure[n:], n * spec.timing.interval / 60
+
+
+def _promotion_floor(spec: RolloutSpec) -> float:
+    """Minutes before promotion is possible at all: the steps before the last, and its minimum dwell."""
+    steps = len(spec.strategy.weights) - 1
+    return steps * spec.timing.min_dwell * spec.timing.interval / 60
+
+
+def _metric_plan(
+    spec: RolloutSpec, metric: ErrorRateMetric | LatencyMetric, label: str, exposure: np.ndarray, offset: float,
+    rate: float, ratios: list[tuple[str, float]],
+) -> tuple[list[Detection], Promotion | None]:
+    interval_min = spec.timing.interval / 60
+    budget_min = spec.timing.budget / 60
+    alpha = spec.analysis.alpha_for(metric.name)
+    if spec.strategy.header_phase is not None and spec.strategy.type == "canary":
+        alpha *= 1 - spec.strategy.header_phase.alpha_share
+    prom_alpha = spec.analysis.promotion_alpha / promotion_rules(spec, metric)
+
+    def passage(ratio: float, exp: np.ndarray, replicates: int = REPLICATES) -> FirstPassage:
+        return first_passage(exp, rate, ratio, alpha=alpha, promotion_alpha=prom_alpha, tolerance=metric.tolerance,
+                             mde=metric.mde, noise=metric.interval_noise, replicates=replicates)
+
+    detections = []
+    for effect, ratio in ratios:
+        m = _quantile_minutes(passage(ratio, exposure).rollback, PLAN_POWER, offset, interval_min) \
+            if rate > 0 and math.isfinite(ratio) else None
+        detections.append(Detection(label, effect, round(ratio, 2), m, m is not None and m <= budget_min))
+    if rate <= 0:
+        return detections, None
+    floor = _promotion_floor(spec)
+    budget_ticks = max(1, round((budget_min - offset) / interval_min))
+
+    def promote_minutes(exp: np.ndarray, replicates: int = REPLICATES) -> float | None:
+        m = _quantile_minutes(passage(1.0, exp[:budget_ticks * 2], replicates).promotion, 0.5, offset, interval_min)
+        return None if m is None else max(m, offset + floor)
+
+    m = promote_minutes(exposure)
+    return detections, Promotion(label, m, m is not None and m <= budget_min)
 
 
 def promotion_power(exposure: np.ndarray, rate: float, tolerance: float, alpha: float, *, replicates: int = 300,
@@ -162,8 +222,9 @@ def load_to_decide(spec: RolloutSpec, *, rps: float, rates: list[tuple[str, floa
 def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, latency_p99_ms: float) -> PlanReport:
     budget_min = spec.timing.budget / 60
     horizon = int(4 * budget_min)
-    exposure = expected_exposure(spec, rps, horizon)
+    exposure, offset = _gate_exposure(spec, expected_exposure(spec, rps, horizon))
     detections: list[Detection] = []
+    promotions: list[Promotion] = []
     notes: list[str] = []
     rates: list[tuple[str, float, float, float]] = []  # (metric, event rate, mde, alpha) for the load advice
     median = latency_p99_ms / math.exp(norm.ppf(0.99) * ASSUMED_SIGMA)
@@ -174,32 +235,46 @@ def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, late
             alpha = spec.analysis.alpha_for(metric.name)
             if baseline_error_rate > 0:
                 rates.append((metric.name, baseline_error_rate, metric.mde, alpha))
-            for ratio in sorted({*RATIOS, metric.mde}):
-                m = _minutes_to_detect(spec, exposure, baseline_error_rate, ratio, alpha)
-                detections.append(Detection(metric.name, f"{ratio:g}x error rate", ratio, m,
-                                            m is not None and m <= budget_min))
+            ratios = [(f"{r:g}x error rate", r) for r in sorted({*RATIOS, metric.mde})]
+            found, prom = _metric_plan(spec, metric, metric.name, exposure, offset, baseline_error_rate, ratios)
+            detections += found
+            promotions += [prom] if prom else []
             if baseline_error_rate == 0:
-                notes.append("with no baseline errors a ratio is undefined; the canary is judged by its own rate "
-                             f"(negligibleRate {metric.negligible_rate})")
+                notes.append("with no baseline errors a ratio is undefined: no rollback on ratio evidence and no "
+                             "promotion on non-inferiority; only an opt-in negligibleRate can promote "
+                             f"(now {metric.negligible_rate})")
         elif isinstance(metric, LatencyMetric):
             alpha = spec.analysis.alpha_for(metric.name)
-            for slow in SLOWDOWNS:
-                best: Detection | None = None
-                for edge in metric.gate_edges:
-                    base = float(norm.sf((math.log(edge) - math.log(median)) / ASSUMED_SIGMA))
+            for edge in metric.gate_edges:
+                base = float(norm.sf((math.log(edge) - math.log(median)) / ASSUMED_SIGMA))
+                ratios = []
+                for slow in SLOWDOWNS:
                     canary = float(norm.sf((math.log(edge) - math.log(median * slow)) / ASSUMED_SIGMA))
-                    ratio = canary / base if base > 0 else math.inf
-                    m = _minutes_to_detect(spec, exposure, base, ratio, alpha) if math.isfinite(ratio) else None
-                    d = Detection(f"{metric.name}>{edge:g}ms", f"{slow:g}x slower", round(ratio, 2), m,
-                                  m is not None and m <= budget_min)
-                    if best is None or (m is not None and (best.minutes is None or m < best.minutes)):
-                        best = d
-                if best is not None:
-                    detections.append(best)
+                    ratios.append((f"{slow:g}x slower", canary / base if base > 0 else math.inf))
+                found, prom = _metric_plan(spec, metric, f"{metric.name}>{edge:g}ms", exposure, offset, base, ratios)
+                detections += found
+                promotions += [prom] if prom else []
             slo_edge = max(metric.gate_edges)
             slow_share = float(norm.sf((math.log(slo_edge) - math.log(median)) / ASSUMED_SIGMA))
             if slow_share > 0:
                 rates.append((f"{metric.name}>{slo_edge:g}ms", slow_share, metric.mde, alpha))
             notes.append(f"latency assumes lognormal durations (log-sd {ASSUMED_SIGMA}) with p99 {latency_p99_ms:g} ms")
+    notes.append("figures assume binomial telemetry; with noise between intervals (pods varying minute to minute) "
+                 "the gate's noise bound stays wider and decisions take longer (docs/statistics-validity.md)")
     load = load_to_decide(spec, rps=rps, rates=rates) if rates else None
-    return PlanReport(spec.name, rps, budget_min, detections, notes, load)
+    return PlanReport(spec.name, rps, budget_min, _best_edges(detections), notes, load, promotions)
+
+
+def _best_edges(detections: list[Detection]) -> list[Detection]:
+    """Latency: per slowdown, the edge that detects it first (the gate averages its edges)."""
+    out: list[Detection] = []
+    best: dict[tuple[str, str], Detection] = {}
+    for d in detections:
+        if ">" not in d.metric:
+            out.append(d)
+            continue
+        key = (d.metric.split(">")[0], d.effect)
+        cur = best.get(key)
+        if cur is None or (d.minutes is not None and (cur.minutes is None or d.minutes < cur.minutes)):
+            best[key] = d
+    return out + list(best.values())

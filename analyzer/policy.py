@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from analyzer.config import RolloutSpec
 from analyzer.gate import GateKind, dwell_done, gate_outcome
-from analyzer.judge import JudgeContext, initial_evidence
+from analyzer.judge import JudgeContext, inconclusive_note, initial_evidence, promotes_at_mde
 from analyzer.model import (
     Action,
     Command,
@@ -106,7 +106,20 @@ def judge_context(spec: RolloutSpec, state: RolloutState, now: datetime, *, seed
         share = state.weights.get(spec.target.canary.subset, 0) / 100.0
     # Promotion evidence is only worth computing once this tick can complete the dwell.
     promote = _at_last_partial(spec, state) and dwell_done(spec, state.step_ticks + 1)
-    return JudgeContext(expected_share=share, warmup=warmup, assess_promotion=promote, seed=seed + state.tick)
+    return JudgeContext(expected_share=share, warmup=warmup, assess_promotion=promote, seed=seed + state.tick,
+                        alpha_share=alpha_share(spec, state))
+
+
+def alpha_share(spec: RolloutSpec, state: RolloutState) -> float:
+    """The phase's share of the rollback budget (statistics.md §5.7, header phase).
+
+    In a canary strategy the header phase's testers are not a random sample of users: that phase is judged with
+    its own share of alpha (for gross failures) and the weighted steps, whose evidence starts fresh, with the rest.
+    """
+    hp = spec.strategy.header_phase
+    if hp is None or spec.strategy.type != "canary":
+        return 1.0
+    return hp.alpha_share if state.phase is Phase.HEADER_TESTING else 1.0 - hp.alpha_share
 
 
 def warming_up(spec: RolloutSpec, canary_since: datetime, now: datetime) -> bool:
@@ -200,6 +213,8 @@ def _enter_step(spec: RolloutSpec, state: RolloutState, step: int, now: datetime
     reason = f"step {step + 1}/{len(partial_steps(spec))}: canary weight {weight}%"
     nxt = _enter(state, Phase.PROGRESSING, step, now, reason, header_route=False, weights=weights_for(spec, weight))
     actions: tuple[Action, ...] = (_set_weights(spec, weight), Notify(Event.ADVANCED, reason))
+    if state.phase is Phase.HEADER_TESTING:  # the testers' evidence is not carried into the weighted steps
+        nxt = replace(nxt, evidence=initial_evidence(spec))
     if state.header_route:
         actions = (HEADER_OFF, *actions)
     return nxt, Decision(DecisionKind.ADVANCE, reason, _scaled(spec, weight, actions))
@@ -233,11 +248,11 @@ def _pause(state: RolloutState, now: datetime, reason: str, *, inconclusive: boo
 def _judge_step(
     spec: RolloutSpec, state: RolloutState, verdicts: Sequence[MetricVerdict], now: datetime
 ) -> tuple[RolloutState, Decision]:
-    gate = gate_outcome(verdicts)
-    if gate.kind is GateKind.FAIL:
-        return _rollback(spec, state, now, "rollback: " + gate.reason)
+    gate = gate_outcome(verdicts)  # halts come before failures (analyzer.gate)
     if gate.kind is GateKind.HALT:
         return _pause(state, now, "paused: " + gate.reason)
+    if gate.kind is GateKind.FAIL:
+        return _rollback(spec, state, now, "rollback: " + gate.reason)
     state = replace(state, step_ticks_all=state.step_ticks_all + 1)
     exhausted = _exhausted(spec, state, now)
     if gate.kind is GateKind.HOLD:
@@ -286,7 +301,14 @@ def _exhausted(spec: RolloutSpec, state: RolloutState, now: datetime) -> str | N
 
 def _inconclusive(spec: RolloutSpec, state: RolloutState, now: datetime, why: str) -> tuple[RolloutState, Decision]:
     policy = spec.on_inconclusive
+    if spec.analysis.promote_at_mde_after_budget and _at_last_partial(spec, state):
+        ok, text = promotes_at_mde(spec, state.evidence)
+        if ok:
+            return _promote(spec, state, now, f"promote after the budget ({why}): {text} (promoteAtMdeAfterBudget)")
     reason = f"inconclusive: {why} without promotion evidence; onInconclusive={policy}"
+    note = inconclusive_note(spec, state.evidence, seed=state.tick)
+    if note:
+        reason += f"; {note}"
     if policy == "rollback":
         return _rollback(spec, state, now, reason)
     if policy == "promote":

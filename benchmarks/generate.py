@@ -10,6 +10,8 @@ Model per replicate and minute (statistics.md §10.1):
   canary-only log-normal over-dispersion noise (mean 1), ratio_t = 1 + (θ−1)·effect_t (onset, linear leak ramp);
 * latency lognormal (median 50 ms, σ 0.5), canary × scale_t (regression and warm-up), optional tail share + tail_ms;
   bucket counts are multinomial over the exact bucket probabilities (`analyzer.sim.mesh.latency_cdf`);
+* per-pod cells (issue 9): each subset's requests split evenly at random across its pods, each pod with a
+  per-minute log-normal (mean 1) effect on its error rate and on its latency median;
 * telemetry gaps: minutes with no data for either subset (all observed counts 0, `has_data` False);
 * counter resets: each subset is served by two pods; the canary's first pod restarts once, losing the increments
   of that minute before the restart; the per-pod cumulative counters are differenced with the ingestion code
@@ -60,6 +62,12 @@ class Cell:
     gap_share: float = 0.0  # probability a minute has no telemetry
     gap_block: tuple[int, int] | None = None  # a contiguous outage of the metrics source [start, end)
     counter_reset: bool = False
+    # Pods (issue 9): requests split evenly at random across each subset's pods; each pod has a per-minute
+    # log-normal (mean 1) effect on its error rate and on its latency (every duration scaled by one factor).
+    pods_c: int = 1
+    pods_b: int = 1
+    pod_error_sigma: float = 0.0
+    pod_latency_sigma: float = 0.0
     median_ms: float = 50.0
     sigma: float = 0.5
     horizon: int = 60
@@ -89,6 +97,10 @@ class Cell:
         if self.theta != 1.0 and self.p_b > 0:
             return "errors"
         return "A/A"
+
+    @property
+    def per_pod(self) -> bool:
+        return max(self.pods_c, self.pods_b) > 1 or self.pod_error_sigma > 0 or self.pod_latency_sigma > 0
 
     def weight_schedule(self) -> FloatArray:
         t = np.arange(self.horizon)
@@ -177,6 +189,8 @@ def generate(cell: Cell, replicates: int | None = None, seed: int | None = None)
     noise = _lognormal_noise(rng, cell.overdispersion, (r, t))
     p_b = np.minimum(1.0, cell.p_b * shock)
     p_c = np.minimum(1.0, p_b * (1 + (cell.theta - 1) * effect) * noise)
+    if cell.per_pod:
+        return _generate_pods(cell, rng, n_c, n_b, p_c, p_b)
     e_b = rng.binomial(n_b, p_b)
     e_c = rng.binomial(n_c, p_c)
 
@@ -213,6 +227,53 @@ def generate(cell: Cell, replicates: int | None = None, seed: int | None = None)
     n_c, e_c, n_b, e_b = (np.where(has_data, a, 0) for a in (n_c, e_c, n_b, e_b))
     cum_c, cum_b = (np.where(has_data[..., None], a, 0) for a in (cum_c, cum_b))
     return Batch(cell, n_c, e_c, n_b, e_b, cum_c, cum_b, has_data, served_c, harm, pi_b, pi_c, ungapped=full)
+
+
+def _lognormal_bins(median: float, sigma: float, scale: FloatArray) -> FloatArray:
+    """Bucket probabilities [..., J+1] of a lognormal latency with its median scaled by `scale` [...]."""
+    from scipy.stats import norm
+
+    z = (np.log(EDGES) - np.log(median * scale)[..., None]) / sigma
+    cdf = norm.cdf(z)
+    probs = np.diff(np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1),
+                    axis=-1)
+    probs = np.clip(probs, 0.0, None)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def _pod_counts(rng: np.random.Generator, cell: Cell, n: IntArray, p_err: FloatArray, pods: int,
+                scale: FloatArray) -> tuple[IntArray, IntArray]:
+    """Errors [R, T] and bucket counts [R, T, J+1] of one subset served by `pods` pods with per-minute effects."""
+    r, t = n.shape
+    split = rng.multinomial(n, np.full(pods, 1.0 / pods))  # [R, T, P]
+    err = _lognormal_noise(rng, cell.pod_error_sigma, (r, t, pods))
+    errors = rng.binomial(split, np.minimum(1.0, p_err[..., None] * err)).sum(axis=-1)
+    lat = _lognormal_noise(rng, cell.pod_latency_sigma, (r, t, pods))
+    bins = np.zeros((r, t, EDGES.size + 1), dtype=np.int64)
+    for k in range(t):  # one minute at a time keeps the [R, P, J+1] probabilities small
+        probs = _lognormal_bins(cell.median_ms, cell.sigma, scale[k] * lat[:, k])
+        bins[:, k] = rng.multinomial(split[:, k], probs).sum(axis=1)
+    return errors, bins
+
+
+def _generate_pods(cell: Cell, rng: np.random.Generator, n_c: IntArray, n_b: IntArray, p_c: FloatArray,
+                   p_b: FloatArray) -> Batch:
+    """The per-pod model (issue 9): no gaps, resets, tails or warm-up in these cells."""
+    if cell.gap_share or cell.gap_block or cell.counter_reset or cell.tail_share or cell.within_bucket:
+        raise ValueError(f"{cell.name}: per-pod cells do not combine with gaps, resets, tails or within-bucket")
+    effect = cell.effect()
+    scale_c = cell.warm_scale() * (1 + (cell.lat_scale - 1) * effect)
+    e_b, bins_b = _pod_counts(rng, cell, n_b, np.broadcast_to(p_b, n_b.shape), cell.pods_b, np.ones(cell.horizon))
+    e_c, bins_c = _pod_counts(rng, cell, n_c, np.broadcast_to(p_c, n_c.shape), cell.pods_c, scale_c)
+    lat = cell.latency
+    pi_b = bin_probs(lat)
+    pi_c = bin_probs(lat, cell.lat_scale)
+    slo = int(np.searchsorted(EDGES, SLO_MS))
+    slow_c = np.stack([1 - np.cumsum(bin_probs(lat, s))[slo] for s in scale_c])
+    harm = n_c * (np.maximum(0.0, p_c - p_b) + np.maximum(0.0, slow_c - (1 - np.cumsum(pi_b)[slo])))
+    cum_c, cum_b = np.cumsum(bins_c, axis=-1), np.cumsum(bins_b, axis=-1)
+    has_data = np.ones(n_c.shape, dtype=bool)
+    return Batch(cell, n_c, e_c, n_b, e_b, cum_c, cum_b, has_data, n_c.copy(), harm, pi_b, pi_c)
 
 
 def _through_counters(

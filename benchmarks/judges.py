@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.stats.dispersion import DEFAULT_PRIOR_TAU
 from benchmarks import methods as peers
 from benchmarks.generate import EDGES, Batch, Cell, gate_edges, generate
-from benchmarks.ours import gate
+from benchmarks.ours import LATENCY_PRIOR_TAU, gate
 from benchmarks.tables import summarise_closed, summarise_open, write_outputs
 
 ALPHA = 0.01  # total false-rollback budget, as in config/examples/reviews.yaml
 ALPHA_METRIC = ALPHA / 2  # per metric (errors, latency): peers' per-test level and the oracle's level
 DEFAULT_OUT = Path(__file__).with_name("results")
-METHODS = ("ours", "flagger", "flagger_relative", "kayenta", "peeking", "fixed_horizon", "oracle")
+METHODS = ("ours", "today", "flagger", "flagger_relative", "kayenta", "peeking", "fixed_horizon", "oracle")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class ClosedCell:
     lat_scale: float = 1.0
     replicates: int = 100
     seed: int = 0
+    overdispersion: float = 0.0  # canary-only per-minute noise on the error rate
+    pods_c: int = 1
+    pods_b: int = 1
+    pod_error_sigma: float = 0.0
+    pod_latency_sigma: float = 0.0
 
     @property
     def null(self) -> bool:
@@ -68,6 +74,7 @@ def _open_cells(quick: bool) -> list[Cell]:
         add("errors x2 rps=100 pB=0.1%", "errors", rps=100, p_b=1e-3, theta=2.0)
         add("latency x1.2 rps=100", "latency", rps=100, p_b=1e-3, lat_scale=1.2)
         add("A/A gaps rps=100 pB=0.1%", "robustness", rps=100, p_b=1e-3, gap_share=0.1, gap_block=(20, 28))
+        add("A/A canary noise σ=0.5 rps=1000 pB=1%", "noise", rps=1000, p_b=1e-2, overdispersion=0.5)
         return cells
     for rps in (1, 10, 100, 1000):
         for p_b in (0.0, 1e-4, 1e-3, 1e-2):
@@ -95,6 +102,32 @@ def _open_cells(quick: bool) -> list[Cell]:
     for label, kw in robust:
         add(f"A/A {label}", "robustness", rps=100, p_b=1e-3, **kw)
         add(f"errors x2 {label}", "robustness", rps=100, p_b=1e-3, theta=2.0, **kw)
+    cells += noise_cells(aa_r, reg_r, aa_k, reg_k, first_seed=len(cells) + 1)
+    return cells
+
+
+def noise_cells(aa_r: int, reg_r: int, aa_k: int, reg_k: int, first_seed: int) -> list[Cell]:
+    """Issue 9: real telemetry. Noise between intervals (canary-only, and per pod with 1 canary pod against 5
+    baseline pods), per-pod latency jitter, and a very low baseline rate."""
+    cells: list[Cell] = []
+
+    def add(name: str, **kw: Any) -> None:
+        null = kw.get("theta", 1.0) == 1.0 and kw.get("lat_scale", 1.0) == 1.0
+        cells.append(Cell(name, "noise", replicates=aa_r if null else reg_r, kayenta_replicates=aa_k if null else reg_k,
+                          seed=first_seed + len(cells), **kw))
+
+    for rps in (100, 1000):
+        for sigma in (0.3, 0.5):
+            add(f"A/A canary noise σ={sigma:g} rps={rps} pB=1%", rps=rps, p_b=1e-2, overdispersion=sigma)
+            add(f"A/A pod noise σ={sigma:g} 1v5 pods rps={rps} pB=1%", rps=rps, p_b=1e-2, pods_c=1, pods_b=5,
+                pod_error_sigma=sigma)
+        add(f"errors x2 canary noise σ=0.5 rps={rps} pB=1%", rps=rps, p_b=1e-2, theta=2.0, overdispersion=0.5)
+        add(f"A/A latency jitter 3% 1v5 pods rps={rps}", rps=rps, p_b=1e-3, pods_c=1, pods_b=5,
+            pod_latency_sigma=0.03)
+        add(f"latency x1.2 jitter 3% 1v5 pods rps={rps}", rps=rps, p_b=1e-3, lat_scale=1.2, pods_c=1, pods_b=5,
+            pod_latency_sigma=0.03)
+    add("A/A rps=100 pB=0.005%", rps=100, p_b=5e-5)
+    add("errors x5 rps=100 pB=0.005%", rps=100, p_b=5e-5, theta=5.0)
     return cells
 
 
@@ -104,6 +137,7 @@ def _closed_cells(quick: bool) -> list[ClosedCell]:
                 ClosedCell("errors x5 rps=100", 100, 1e-3, theta=5.0, replicates=5, seed=2)]
     cells = [ClosedCell(f"healthy rps={rps}", rps, 1e-3, replicates=40 if rps <= 10 else 150, seed=10 + i)
              for i, rps in enumerate((1, 10, 100, 1000))]
+    cells += closed_noise_cells()
     seed = 20
     for rps in (10, 100):
         reps = 40 if rps <= 10 else 100  # low-traffic rollouts cost ~0.7 s each (power Monte Carlo per tick)
@@ -114,6 +148,24 @@ def _closed_cells(quick: bool) -> list[ClosedCell]:
             cells.append(ClosedCell(f"latency x{scale:g} rps={rps}", rps, 1e-3, lat_scale=scale, replicates=reps,
                                     seed=seed))
             seed += 1
+    return cells
+
+
+def closed_noise_cells(scale: float = 1.0) -> list[ClosedCell]:
+    """Issue 9, closed loop: false promotions at ratios 1.5, 2 and 5 against the tolerance 1.5, the very low
+    baseline with a 5x regression, and healthy canaries under noise between intervals."""
+    r = max(2, int(100 * scale))
+    cells = [ClosedCell(f"errors x{theta:g} rps=1000", 1000, 1e-3, theta=theta, replicates=r, seed=40 + i)
+             for i, theta in enumerate((1.5, 2.0, 5.0))]
+    cells += [
+        ClosedCell("errors x5 rps=100 pB=0.005%", 100, 5e-5, theta=5.0, replicates=max(2, int(40 * scale)), seed=44),
+        ClosedCell("healthy canary noise σ=0.5 rps=1000 pB=1%", 1000, 1e-2, overdispersion=0.5, replicates=r,
+                   seed=45),
+        ClosedCell("healthy pod noise σ=0.5 1v5 pods rps=1000 pB=1%", 1000, 1e-2, pods_c=1, pods_b=5,
+                   pod_error_sigma=0.5, replicates=r, seed=46),
+        ClosedCell("healthy latency jitter 3% 1v5 pods rps=1000", 1000, 1e-3, pods_c=1, pods_b=5,
+                   pod_latency_sigma=0.03, replicates=r, seed=47),
+    ]
     return cells
 
 
@@ -140,21 +192,23 @@ def _peer_methods(cell: Cell, batch: Batch) -> dict[str, Callable[[peers.RunData
     return out
 
 
-def _ours(cell: Cell, batch: Batch, chunk: int = 1000) -> tuple[list[str], np.ndarray]:
+def _ours(cell: Cell, batch: Batch, chunk: int = 1000, noise: tuple[float, float] = (DEFAULT_PRIOR_TAU,
+          LATENCY_PRIOR_TAU)) -> tuple[list[str], np.ndarray]:
+    """Our gate; `noise=0` is the test before issue 9 (binomial within each interval), on the same arrays."""
     edges = gate_edges(cell.latency)
     index = [int(np.flatnonzero(e == EDGES)[0]) for e in edges]
     minutes = []
     for lo in range(0, batch.replicates, chunk):
         s = slice(lo, lo + chunk)
         trace = gate(batch.n_c[s], batch.e_c[s], batch.n_b[s], batch.e_b[s], batch.cum_c[s], batch.cum_b[s], index,
-                     alpha=ALPHA, warmup=cell.warmup_minutes, has_data=batch.has_data[s])
+                     alpha=ALPHA, warmup=cell.warmup_minutes, has_data=batch.has_data[s], noise=noise)
         minutes.append(trace.rollback_minute)
     m = np.concatenate(minutes)
     return ["rollback" if v > 0 else "continue" for v in m], np.where(m > 0, m, cell.horizon)
 
 
 def _decisions(cell: Cell, batch: Batch) -> dict[str, tuple[list[str], np.ndarray]]:
-    out = {"ours": _ours(cell, batch)}
+    out = {"ours": _ours(cell, batch), "today": _ours(cell, batch, noise=(0.0, 0.0))}
     for name, fn in _peer_methods(cell, batch).items():
         n = cell.kayenta_replicates if name == "kayenta" else batch.replicates
         res = [fn(batch.run(i)) for i in range(min(n, batch.replicates))]
@@ -204,11 +258,16 @@ def run_closed(cell: ClosedCell) -> dict[str, Any]:
     logs.configure("warning", json=True)
     t0 = time.perf_counter()
     spec = reviews_spec()
+    latency = Latency(median_ms=50.0, sigma=0.5)
     scenario = Scenario(
         name=cell.name.replace(" ", "-"),
         traffic=Traffic(rps=cell.rps, diurnal=0.5),
-        baseline=Subset(error_rate=cell.p_b, latency=Latency(median_ms=50.0, sigma=0.5)),
+        baseline=Subset(error_rate=cell.p_b, latency=latency, pods=cell.pods_b),
+        canary=Subset(error_rate=cell.p_b, latency=latency, pods=cell.pods_c),
         regression=Regression(error_ratio=cell.theta, latency_scale=cell.lat_scale),
+        overdispersion=cell.overdispersion,
+        pod_error_sigma=cell.pod_error_sigma,
+        pod_latency_sigma=cell.pod_latency_sigma,
     )
     runs = [run_rollout(spec, scenario, seed=cell.seed * 100_000 + i) for i in range(cell.replicates)]
     summary = summarise_closed(runs, ALPHA, tolerance=1.5, null=cell.null,
@@ -232,10 +291,13 @@ def _cost(task: tuple[str, Cell | ClosedCell]) -> float:
     return cell.replicates * (0.8 if cell.rps <= 10 else 0.1)
 
 
-def run(quick: bool, out: Path, workers: int) -> dict[str, Any]:
+def run(quick: bool, out: Path, workers: int, only: str | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     tasks: list[tuple[str, Cell | ClosedCell]] = [("open", c) for c in _open_cells(quick)]
     tasks += [("closed", c) for c in _closed_cells(quick)]
+    if only == "noise":  # the issue-9 cells alone
+        names = {c.name for c in closed_noise_cells()}
+        tasks = [t for t in tasks if (isinstance(t[1], Cell) and t[1].group == "noise") or t[1].name in names]
     tasks.sort(key=_cost, reverse=True)
     results: list[dict[str, Any]] = []
     if workers <= 1:
@@ -254,6 +316,7 @@ def run(quick: bool, out: Path, workers: int) -> dict[str, Any]:
         "alpha_per_metric": ALPHA_METRIC,
         "horizon_minutes": 60,
         "workers": workers,
+        "only": only,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }
@@ -266,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few small cells (CI smoke test, < 60 s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--only", choices=["noise"], help="run only these cells (noise: the issue-9 cells)")
     args = parser.parse_args(argv)
-    doc = run(args.quick, args.out, max(1, min(2, args.workers)))
+    doc = run(args.quick, args.out, max(1, min(2, args.workers)), args.only)
     print(json.dumps({"mode": doc["mode"], "wall_seconds": doc["wall_seconds"], "out": str(args.out)}))
     return 0
 

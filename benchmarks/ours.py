@@ -5,7 +5,8 @@ Per tick with data (both subsets present, canary requests > 0, not in the config
 * latency: the same e-process on exceedances of each gate edge (requests = the +Inf bucket), the e-values
   averaged over edges (each capped at e^700, as the judge does), rollback at E_lat ≥ 1/α_lat;
 * α_err = α_lat = α/2 (Bonferroni by weight, `Analysis.alpha_for` with two gate metrics of weight 1).
-The grid is `ratio_grid(...).thetas[rollback]` and the mixture is `rollback_log_e`, shared with the judge.
+Each interval's likelihood ratio is tempered by 1/φ̂_k, the predictable bound on the noise between intervals
+(`analyzer.stats.dispersion`); the update is `analyzer.stats.rate_ratio.advance`, shared with the judge.
 Ticks without data leave the evidence unchanged: silence can never cause a rollback.
 """
 
@@ -16,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from analyzer.stats.rate_ratio import ratio_grid, rollback_log_e
+from analyzer.config import LatencyMetric
+from analyzer.stats.dispersion import DEFAULT_PRIOR_TAU
+from analyzer.stats.rate_ratio import RatioState, advance, ratio_grid
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 LOG_CAP = 700.0
+LATENCY_PRIOR_TAU = LatencyMetric.model_fields["interval_noise"].default
 
 
 @dataclass(frozen=True)
@@ -38,21 +42,24 @@ class GateTrace:
         return np.where(self.rollback_tick >= 0, self.rollback_tick + 1, -1)
 
 
-def _thetas() -> FloatArray:
-    grid = ratio_grid(1.5)  # the rollback part of the grid does not depend on the tolerance
-    return grid.thetas[grid.rollback]
+def ratio_log_e(n_c: IntArray, e_c: IntArray, n_b: IntArray, e_b: IntArray, active: NDArray[np.bool_],
+                noise: float = DEFAULT_PRIOR_TAU, tolerance: float = 1.5) -> FloatArray:
+    """Rollback log e-value after every tick, [R, T], with only `active` ticks updating the evidence.
 
-
-def ratio_log_e(n_c: IntArray, e_c: IntArray, n_b: IntArray, e_b: IntArray, active: NDArray[np.bool_]) -> FloatArray:
-    """Rollback log e-value after every tick, [R, T], with only `active` ticks updating the evidence."""
-    thetas = _thetas()
-    n = n_c + n_b
-    events = np.where(active, e_c + e_b, 0)
-    rho = np.divide(n_c, n, out=np.zeros(n.shape), where=n > 0)
-    step = events[..., None] * np.log1p(rho[..., None] * (thetas - 1.0))
-    pen = np.cumsum(step, axis=1)
-    x = np.cumsum(np.where(active, e_c, 0), axis=1)
-    return rollback_log_e(x, pen)
+    The same tempered update as the judge (`analyzer.stats.rate_ratio.advance`), one tick at a time over [R].
+    """
+    grid = ratio_grid(tolerance)
+    r, t = n_c.shape
+    state = RatioState.zeros((r,), grid.thetas.size)
+    out = np.zeros((r, t))
+    zero = np.zeros(r)
+    for k in range(t):
+        on = active[:, k]
+        state = advance(grid, tolerance, noise, state, *(np.where(on, a[:, k], zero) for a in (n_c, e_c, n_b, e_b)))
+        ll = state.tx[:, None] * grid.log_thetas[grid.rollback] - state.tpen[:, grid.rollback]
+        top = ll.max(axis=1)
+        out[:, k] = top + np.log(np.exp(ll - top[:, None]).sum(axis=1)) - np.log(ll.shape[1])
+    return out
 
 
 def gate(
@@ -67,6 +74,7 @@ def gate(
     alpha: float = 0.01,
     warmup: int = 0,
     has_data: NDArray[np.bool_] | None = None,
+    noise: tuple[float, float] = (DEFAULT_PRIOR_TAU, LATENCY_PRIOR_TAU),
 ) -> GateTrace:
     """The rollback rule on [R, T] arrays; `edge_index` are the positions of the gate edges among the buckets."""
     t = n_c.shape[1]
@@ -75,10 +83,11 @@ def gate(
         active &= has_data
     active &= (np.arange(t) >= warmup)[None, :]
     alpha_j = alpha / 2
-    log_err = ratio_log_e(n_c, e_c, n_b, e_b, active)
+    log_err = ratio_log_e(n_c, e_c, n_b, e_b, active, noise[0])
     tot_c, tot_b = cum_c[..., -1], cum_b[..., -1]
     per_edge = np.stack(
-        [ratio_log_e(tot_c, tot_c - cum_c[..., j], tot_b, tot_b - cum_b[..., j], active) for j in edge_index],
+        [ratio_log_e(tot_c, tot_c - cum_c[..., j], tot_b, tot_b - cum_b[..., j], active, noise[1])
+         for j in edge_index],
         axis=-1,
     )
     capped = np.minimum(per_edge, LOG_CAP)

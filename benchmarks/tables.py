@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from benchmarks.generate import Batch
 
 PEERS = ("flagger", "flagger_relative", "kayenta", "peeking", "fixed_horizon")
-OPEN_METHODS = ("ours", *PEERS, "oracle")
-LABELS = {"ours": "ours", "flagger": "Flagger", "flagger_relative": "Flagger rel.", "kayenta": "Kayenta",
-          "peeking": "peeking", "fixed_horizon": "fixed-60", "oracle": "oracle SPRT"}
+OPEN_METHODS = ("ours", "today", *PEERS, "oracle")
+LABELS = {"ours": "ours", "today": "ours before #9", "flagger": "Flagger", "flagger_relative": "Flagger rel.",
+          "kayenta": "Kayenta", "peeking": "peeking", "fixed_horizon": "fixed-60", "oracle": "oracle SPRT"}
 # Cell fields that make an A/A cell the fair false-rollback reference of a regression cell.
 MATCH_KEYS = ("rps", "p_b", "weights", "shock_sigma", "overdispersion", "warmup_factor", "warmup_minutes",
-              "gap_share", "gap_block", "counter_reset")
+              "gap_share", "gap_block", "counter_reset", "pods_c", "pods_b", "pod_error_sigma", "pod_latency_sigma")
+PROMOTION_ALPHA = 0.05  # config/examples/reviews.yaml
 
 
 def _q(values: np.ndarray) -> dict[str, float] | None:
@@ -147,7 +148,29 @@ def targets(doc: dict[str, Any]) -> dict[str, Any]:
             kayenta_rows.append({"cell": c["name"], "ours_p50": d, "kayenta_p50": k, "speedup": speedup,
                                  "frr_ours": frr_ours, "frr_kayenta": frr_kay,
                                  "met": speedup is not None and speedup >= 3 and frr_ours <= frr_kay})
+    today_rows = []
+    for r in _open(doc):
+        c, ms = r["cell"], r["methods"]
+        binomial = not (c.get("overdispersion") or c.get("pod_error_sigma") or c.get("pod_latency_sigma")
+                        or c.get("shock_sigma"))
+        if c["null"] or c["kind"] != "errors" or c["theta"] not in (2.0, 5.0) or not binomial or "today" not in ms:
+            continue
+        d, t0 = _p50(ms["ours"]), _p50(ms["today"])
+        reliable = ms["ours"]["detection"] >= 0.5 and ms["today"]["detection"] >= 0.5
+        ratio = d / t0 if (reliable and d is not None and t0) else None
+        today_rows.append({"cell": c["name"], "ours_p50": d, "today_p50": t0, "ratio": ratio,
+                           "met": None if ratio is None else ratio <= 1.5})
+    false_prom = []
+    for r in doc["results"]:
+        if r["loop"] != "closed":
+            continue
+        c, o = r["cell"], r["ours"]
+        if c["theta"] >= o["tolerance"]:
+            false_prom.append({"cell": c["name"], "rate": o["promote"]["rate"], "ci95": o["promote"]["ci95"],
+                               "n": o["n"], "met": o["promote"]["rate"] <= PROMOTION_ALPHA})
     return {
+        "today_ratio": today_rows,
+        "false_promotions": false_prom,
         "aa_cells": len(aa),
         "aa_over_alpha": [{"cell": n, **v} for n, v in over],
         "aa_significantly_over_alpha": [n for n, v in over if v["ci95"][0] > alpha],
@@ -175,7 +198,7 @@ def _q_str(q: dict[str, float] | None) -> str:
 
 
 def _aa_table(doc: dict[str, Any]) -> list[str]:
-    cols = ("ours", *PEERS)
+    cols = ("ours", "today", *PEERS)
     lines = ["| cell | " + " | ".join(LABELS[m] for m in cols) + " | n (Kayenta n) |",
              "|---" * (len(cols) + 2) + "|"]
     for r in _open(doc):
@@ -273,6 +296,22 @@ def _targets_md(t: dict[str, Any], alpha: float) -> list[str]:
     for r in miss:
         lines.append(f"  * missed: {r['cell']}: ours {r['ours_p50']} min vs oracle {r['oracle_p50']} min "
                      f"(×{r['ratio']:.2f})")
+    rows = t.get("today_ratio", [])
+    met_t = [r for r in rows if r["met"]]
+    miss_t = [r for r in rows if r["met"] is False]
+    lines.append(f"* Median delay ≤ 1.5× the test before issue 9 (errors ×2, ×5, binomial cells where both detect "
+                 f"≥ 50%): met in {len(met_t)}, missed in {len(miss_t)}, not assessable in "
+                 f"{len(rows) - len(met_t) - len(miss_t)}")
+    for r in miss_t:
+        lines.append(f"  * missed: {r['cell']}: ours {r['ours_p50']} min vs before {r['today_p50']} min "
+                     f"(×{r['ratio']:.2f})")
+    fp = t.get("false_promotions", [])
+    over = [r for r in fp if not r["met"]]
+    lines.append(f"* False promotions at ratio ≥ tolerance ≤ promotionAlpha {PROMOTION_ALPHA:g} (closed loop): "
+                 + ("**met** in all " + str(len(fp)) + " cells" if not over else
+                    "above in " + ", ".join(f"{r['cell']} {_pct(r['rate'])}%" for r in over))
+                 + " (" + ", ".join(f"{r['cell']}: {_pct(r['rate'], 1)}% [{_pct(r['ci95'][0], 1)}, "
+                                    f"{_pct(r['ci95'][1], 1)}], n={r['n']}" for r in fp) + ")")
     ks = t["kayenta_speedup"]
     ok = [r for r in ks if r["met"]]
     lines.append(f"* ≥3× faster median detection than Kayenta at ≤ its A/A false-rollback rate (cells where both "

@@ -25,7 +25,8 @@ from analyzer.traffic.memory import MemoryRouter
 
 
 class TraceSink(Protocol):
-    def record(self, start: datetime, end: datetime, requests_by_subset: Mapping[str, int]) -> object: ...
+    def record(self, start: datetime, end: datetime, requests_by_subset: Mapping[str, int],
+               latency_scale: Mapping[str, float] | None = None) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -174,13 +175,43 @@ class SimulatedMesh:
             warm_scale = 1 + (warm.factor - 1) * max(0.0, 1 - t / warm.duration)
         reg = sc.regression
         scale_c = out_scale * warm_scale * (1 + (reg.latency_scale - 1) * effect)
-        baseline = self._counts(n_b, p_b, sc.baseline.latency, out_scale, 0.0, 0.0)
-        canary = self._counts(n_c, p_c, sc.canary_subset.latency, scale_c, reg.tail_share * effect, reg.tail_ms)
+        lat_b = lat_c = 1.0
+        if sc.per_pod:
+            baseline, lat_b = self._pods(n_b, sc.baseline.pods, p_b, sc.baseline.latency, out_scale, 0.0, 0.0)
+            canary, lat_c = self._pods(n_c, sc.canary_subset.pods, p_c, sc.canary_subset.latency, scale_c,
+                                       reg.tail_share * effect, reg.tail_ms)
+        else:  # the pooled path, draw for draw as before pods existed (seeds keep their outcomes)
+            baseline = self._counts(n_b, p_b, sc.baseline.latency, out_scale, 0.0, 0.0)
+            canary = self._counts(n_c, p_c, sc.canary_subset.latency, scale_c, reg.tail_share * effect, reg.tail_ms)
         interval = Interval(start, end, baseline, canary, header, p_c, p_b)
         self.history.append(interval)
         if self.trace_sink is not None:
-            self.trace_sink.record(start, end, {spec.target.baseline.subset: n_b, spec.target.canary.subset: n_c})
+            routed = {spec.target.baseline.subset: n_b, spec.target.canary.subset: n_c}
+            if sc.per_pod:  # traces follow the pods' latency effect (request-weighted, per subset)
+                scales = {spec.target.baseline.subset: lat_b, spec.target.canary.subset: lat_c}
+                self.trace_sink.record(start, end, routed, scales)
+            else:
+                self.trace_sink.record(start, end, routed)
         return interval
+
+    def _pods(self, n: int, pods: int, p_err: float, latency: Latency, scale: float, tail_share: float,
+              tail_ms: float) -> tuple[SubsetCounts, float]:
+        """Requests split across the subset's pods, each with this interval's error and latency effect.
+
+        Returns the summed counts and the request-weighted mean latency factor (for the traces).
+        """
+        sc, rng = self.scenario, self.rng
+        split = rng.multinomial(n, np.full(pods, 1.0 / pods)) if n else np.zeros(pods, dtype=int)
+        err = np.exp(sc.pod_error_sigma * rng.standard_normal(pods) - sc.pod_error_sigma**2 / 2)
+        lat = np.exp(sc.pod_latency_sigma * rng.standard_normal(pods) - sc.pod_latency_sigma**2 / 2)
+        errors, le = 0, np.zeros(len(self.edges) + 1, dtype=np.int64)
+        for k in range(pods):
+            c = self._counts(int(split[k]), min(1.0, p_err * float(err[k])), latency, scale * float(lat[k]),
+                             tail_share, tail_ms)
+            errors += c.errors
+            le += np.asarray(c.latency_le, dtype=np.int64)
+        mean_lat = float((split * lat).sum() / n) if n else 1.0
+        return SubsetCounts(n, errors, tuple(int(v) for v in le)), mean_lat
 
     def _effect(self, t: float) -> float:
         """0 before the onset, ramping linearly to 1 over `ramp`."""

@@ -32,6 +32,7 @@ class Latency(Model):
 class Subset(Model):
     error_rate: float = Field(default=0.005, ge=0, le=1)
     latency: Latency = Field(default_factory=Latency)
+    pods: int = Field(default=1, ge=1, le=1000)  # requests split evenly at random across them
 
 
 class Traffic(Model):
@@ -103,6 +104,10 @@ class Scenario(Model):
     # Log-normal sigmas; above 10 exp() of the shock overflows.
     shock_sigma: float = Field(default=0.0, ge=0, le=10)  # shared per-interval log-normal shocks on error rates
     overdispersion: float = Field(default=0.0, ge=0, le=10)  # canary-only per-interval noise on its error rate
+    # Per pod and interval, mean-preserving log-normal effects (both subsets): on the error rate, and on latency
+    # (every duration of the pod scaled by one factor of mean 1). Pods vary minute to minute with equal means.
+    pod_error_sigma: float = Field(default=0.0, ge=0, le=5, allow_inf_nan=False)
+    pod_latency_sigma: float = Field(default=0.0, ge=0, le=5, allow_inf_nan=False)
     outages: list[Outage] = Field(default_factory=list)
     gaps: list[Gap] = Field(default_factory=list)
     warmup: Warmup = Field(default_factory=Warmup)
@@ -125,6 +130,12 @@ class Scenario(Model):
     @property
     def canary_subset(self) -> Subset:
         return self.canary or self.baseline
+
+    @property
+    def per_pod(self) -> bool:
+        """Whether requests are simulated pod by pod (otherwise the subset is one pool, as before)."""
+        pods = max(self.baseline.pods, self.canary_subset.pods)
+        return pods > 1 or self.pod_error_sigma > 0 or self.pod_latency_sigma > 0
 
 
 def builtin_names() -> list[str]:

@@ -157,6 +157,7 @@ class _Trace:
     subset: str  # the target's subset serving this request
     active: list[TraceRegression]
     spans: list[Span] = field(default_factory=list)
+    scale: float = 1.0  # the serving pods' latency effect on the target's own time (per-pod scenarios)
 
     def _id(self) -> str:
         return self.rng.bytes(8).hex()
@@ -166,6 +167,8 @@ class _Trace:
         for r in self.active:
             if r.kind == "slow" and r.service == app:
                 factor *= r.factor
+        if app == self.scenario.target:
+            factor *= self.scale
         median = self.scenario.self_ms.get(app, 2.0) * factor
         return float(median * np.exp(self.scenario.sigma * self.rng.standard_normal()))
 
@@ -258,6 +261,7 @@ def generate_spans(
     canary_subset: str | None,
     t0: datetime | None = None,
     revisions: Mapping[str, str] | None = None,
+    latency_scale: Mapping[str, float] | None = None,
 ) -> list[Span]:
     """Sampled spans for the requests routed to each subset of `scenario.target` during [start, end).
 
@@ -275,7 +279,8 @@ def generate_spans(
             minute = (int(begin) - t0.timestamp() * 1e6) / US_PER_MINUTE
             revision = (revisions or {}).get(subset, subset)
             trace = _Trace(rng, scenario, rng.bytes(16).hex(), {scenario.target: revision}, subset,
-                           _active(scenario, subset, canary_subset, minute))
+                           _active(scenario, subset, canary_subset, minute),
+                           scale=(latency_scale or {}).get(subset, 1.0))
             trace.serve(root, int(begin), None, f"{root}.{ns}.svc.cluster.local:9080/{root}", f"/{root}")
             spans.extend(trace.spans)
     return spans
@@ -305,10 +310,13 @@ class SimulatedTraceSource:
         self._buffer: list[Span] = []
         self._lock = Lock()  # the mesh and a daemon tick may run on different threads
 
-    def record(self, start: datetime, end: datetime, requests_by_subset: Mapping[str, int]) -> list[Span]:
-        """Called by the simulated mesh once per interval with the requests it routed to each subset."""
+    def record(self, start: datetime, end: datetime, requests_by_subset: Mapping[str, int],
+               latency_scale: Mapping[str, float] | None = None) -> list[Span]:
+        """Called by the simulated mesh once per interval with the requests it routed to each subset (and, in
+        per-pod scenarios, the pods' mean latency factor per subset)."""
         spans = generate_spans(self.rng, self.scenario, start, end, requests_by_subset,
-                               canary_subset=self.canary_subset, t0=self.t0 or start, revisions=self.revisions)
+                               canary_subset=self.canary_subset, t0=self.t0 or start, revisions=self.revisions,
+                               latency_scale=latency_scale)
         self.push(spans)
         return spans
 

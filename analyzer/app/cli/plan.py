@@ -39,5 +39,11 @@ def plan_lines(report: PlanReport) -> list[str]:
         else:
             out.append(f"  load: add about {ld.add_rps:g} rps of synthetic load (spec `load.rps`) to decide within "
                        f"the budget with {ld.power:.0%} power (binding: {ld.binding})")
+    for p in report.promotions:
+        if p.fits_budget:
+            out.append(f"  {p.metric}: a healthy canary shows non-inferiority in about {p.minutes:g} min")
+        else:
+            out.append(f"  {p.metric}: a healthy canary is unlikely to show non-inferiority within the budget: "
+                       f"expect an inconclusive end at this traffic (see load)")
     out += [f"  note: {n}" for n in report.notes]
     return out
