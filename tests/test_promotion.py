@@ -157,7 +157,7 @@ def test_header_phase_has_its_own_alpha_and_its_evidence_is_not_carried() -> Non
     evidence, verdicts = judge(SPEC, state.evidence, _obs(1, 100, 3, 1900, 2), ctx)
     errors = next(v for v in verdicts if v.metric == "errors")
     assert errors.threshold == pytest.approx(1 / (SPEC.analysis.alpha_for("errors") * share))
-    assert errors.verdict is Verdict.CONTINUE and evidence["errors"]["e_c"] == 3
+    assert errors.verdict is Verdict.CONTINUE and evidence.metrics["errors"].e_c == 3
     state = replace(state, evidence=evidence)
     now = T0 + MIN
     ok = [MetricVerdict("errors", Verdict.CONTINUE, "ok"), MetricVerdict("latency", Verdict.CONTINUE, "ok")]

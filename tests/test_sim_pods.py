@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzer.app.simulation import EPOCH
 from analyzer.config import SpecError, load_spec
+from analyzer.sim.clock import EPOCH
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.sim.scenario import Latency, Scenario, Subset, Traffic, load_scenario
 from analyzer.traffic.memory import MemoryRouter
