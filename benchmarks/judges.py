@@ -74,7 +74,6 @@ def _open_cells(quick: bool) -> list[Cell]:
         add("errors x2 rps=100 pB=0.1%", "errors", rps=100, p_b=1e-3, theta=2.0)
         add("latency x1.2 rps=100", "latency", rps=100, p_b=1e-3, lat_scale=1.2)
         add("A/A gaps rps=100 pB=0.1%", "robustness", rps=100, p_b=1e-3, gap_share=0.1, gap_block=(20, 28))
-        add("A/A canary noise σ=0.5 rps=1000 pB=1%", "noise", rps=1000, p_b=1e-2, overdispersion=0.5)
         return cells
     for rps in (1, 10, 100, 1000):
         for p_b in (0.0, 1e-4, 1e-3, 1e-2):

@@ -49,6 +49,16 @@ def ratio_log_e(n_c: IntArray, e_c: IntArray, n_b: IntArray, e_b: IntArray, acti
     The same tempered update as the judge (`analyzer.stats.rate_ratio.advance`), one tick at a time over [R].
     """
     grid = ratio_grid(tolerance)
+    if noise == 0:  # φ̂ ≡ 1: the untempered sums, in closed form (the test before issue 9)
+        thetas = grid.thetas[grid.rollback]
+        n = n_c + n_b
+        rho = np.divide(n_c, n, out=np.zeros(n.shape), where=n > 0)
+        events = np.where(active, e_c + e_b, 0)
+        pen = np.cumsum(events[..., None] * np.log1p(rho[..., None] * (thetas - 1.0)), axis=1)
+        x = np.cumsum(np.where(active, e_c, 0), axis=1)
+        ll = x[..., None] * np.log(thetas) - pen
+        top = ll.max(axis=-1)
+        return top + np.log(np.exp(ll - top[..., None]).sum(axis=-1)) - np.log(thetas.size)
     r, t = n_c.shape
     state = RatioState.zeros((r,), grid.thetas.size)
     out = np.zeros((r, t))

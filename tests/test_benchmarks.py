@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analyzer.judge import JudgeContext, initial_evidence, judge
@@ -104,3 +105,30 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert aa["peeking"]["rollback"]["ci95"][0] > alpha
     # Telemetry gaps never cause our rollback.
     assert opened["A/A gaps rps=100 pB=0.1%"]["methods"]["ours"]["rollbacks_caused_by_gaps"] == 0
+
+
+def test_closed_form_before_issue_9_equals_the_update_with_no_noise_bound() -> None:
+    from benchmarks.ours import ratio_log_e
+
+    b = generate(Cell("aa", "t", rps=50, p_b=1e-2, gap_share=0.1, horizon=20, seed=8), replicates=5)
+    active = b.has_data & (b.n_c > 0)
+    fast = ratio_log_e(b.n_c, b.e_c, b.n_b, b.e_b, active, noise=0.0)
+    slow = ratio_log_e(b.n_c, b.e_c, b.n_b, b.e_b, active, noise=1e-300)  # the tempered loop, φ̂ = 1 to 1e-600
+    assert fast == pytest.approx(slow, rel=1e-9, abs=1e-9)
+
+
+def test_per_pod_cells_are_overdispersed_and_the_gate_holds() -> None:
+    """The issue-9 generator: 1 canary pod against 5 baseline pods, σ 0.5 per pod and minute, at 1000 rps."""
+    cell = Cell("pods", "noise", rps=1000, p_b=1e-2, pods_c=1, pods_b=5, pod_error_sigma=0.5, horizon=30, seed=9)
+    b = generate(cell, replicates=200)
+    share = b.e_c / np.maximum(b.e_c + b.e_b, 1)
+    rho = b.n_c / (b.n_c + b.n_b)
+    binomial = (rho * (1 - rho) / np.maximum(b.e_c + b.e_b, 1)).mean()
+    assert ((share - rho) ** 2).mean() > 5 * binomial
+    assert b.e_c.sum() / b.n_c.sum() == pytest.approx(0.01, rel=0.1)
+    index = [list(EDGES).index(e) for e in gate_edges(cell.latency)]
+    ours = gate(b.n_c, b.e_c, b.n_b, b.e_b, b.cum_c, b.cum_b, index)
+    before = gate(b.n_c, b.e_c, b.n_b, b.e_b, b.cum_c, b.cum_b, index, noise=(0.0, 0.0))
+    alpha = 0.01  # the gate's default
+    assert (ours.rollback_tick >= 0).mean() <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / 200)
+    assert (before.rollback_tick >= 0).mean() >= 0.2  # the defect, on the same data

@@ -48,7 +48,9 @@ def make_spec(service: str, url: str) -> RolloutSpec:
                    "baseline": {"subset": "v1"}, "canary": {"subset": "v2"}},
         "strategy": {"steps": [50]},
         "timing": {"interval": f"{INTERVAL_S:g}s", "minDwell": 2, "budget": "45s"},
-        "analysis": {"metrics": [{"type": "error-rate"}, {"type": "latency", "sloMs": 500}]},
+        "analysis": {"metrics": [{"type": "error-rate"},
+                                 # Almost no request is slower than 500 ms: promotion needs the opt-in rule.
+                                 {"type": "latency", "sloMs": 500, "negligibleRate": 0.001}]},
         "sources": {"metrics": {"type": "prometheus", "url": url, "scrapeInterval": f"{SCRAPE_S:g}s",
                                 "timeout": "2s", "retries": 1}},
     })
