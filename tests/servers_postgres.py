@@ -138,3 +138,23 @@ def _create_database(port: int) -> None:
             cur.execute(f"CREATE DATABASE {DATABASE}")
     finally:
         conn.close()
+
+
+def reset_database(url: str) -> None:
+    """Empty the session's database: every table goes, the migrations' version table too."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> str:
+    """The session's server with an empty database, for one test."""
+    reset_database(postgres_url)
+    return postgres_url

@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "analyzer"
 CORE = ["model.py", "ports.py", "config.py", "errors.py", "evidence.py", "gate.py", "judge.py", "policy.py", "plan.py",
-        "kayenta_gate.py", "engine.py", "replay.py", "stats", "traces", "importers"]
+        "kayenta_gate.py", "engine.py", "replay.py", "backtest.py", "stats", "traces", "importers"]
 OUTER = ("analyzer.app", "analyzer.sources", "analyzer.traffic", "analyzer.workloads", "analyzer.notify",
          "analyzer.store", "analyzer.sim", "analyzer.kube", "analyzer.hooks", "analyzer.load")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 from structlog.testing import capture_logs
 
 from analyzer.config import RolloutSpec, load_spec_text
@@ -35,7 +35,7 @@ from analyzer.model import (
 from analyzer.ports import Store
 from analyzer.stats.rate_ratio import RatioEvidence
 from analyzer.store import history, sql
-from analyzer.store.schema import actions, events, metadata, rollouts, ticks, verdicts
+from analyzer.store.schema import actions, events, rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutExists, RolloutNotFound, SqlStore, TickNotFound
 from tests.test_codec import states
 
@@ -66,10 +66,7 @@ class Tick:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'history.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)  # one server per session: start each test from empty tables
-    metadata.drop_all(engine)
-    engine.dispose()
+    url: str = request.getfixturevalue("empty_postgres_url")  # one server per session: each test starts empty
     return url
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "events_frame",
     "list_rollouts",
     "rollout_detail",
+    "rollouts_frame",
     "ticks_frame",
     "verdicts_frame",
 ]
@@ -150,7 +151,7 @@ def _engine(source: Source) -> Iterator[Engine]:
             raise NoHistoryStore(f"no history store at {shown(source)} (it has no rollouts table)")
         if missing:
             raise StoreUnusable(f"{shown(source)!r}: the history store lacks tables {', '.join(missing)} "
-                                "(written by an older version: run a rollout on it once to add them)")
+                                "(written by an older version: run `canary-analyzer db upgrade --db URL`)")
         yield engine
     except DBAPIError as exc:
         raise unusable(source, exc) from None
@@ -391,3 +392,23 @@ def actions_frame(source: Source, rollout_ids: str | Sequence[str] | None = None
     with _engine(source) as engine, engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     return _frame(rows, ACTION_COLUMNS, ("done_at",))
+
+
+ROLLOUT_COLUMNS = [
+    "rollout_id", "name", "namespace", "created_at", "phase", "outcome", "started_at", "finished_at",
+    "decision_minutes", "steps_reached", "max_canary_weight", "ticks", "meta",
+]
+
+
+def rollouts_frame(source: Source, *, since: datetime | timedelta | None = None) -> pd.DataFrame:
+    """One row per rollout (oldest first): outcome, decision time, steps reached; for fleet views."""
+    rows = [
+        {"rollout_id": s.id, "name": s.name, "namespace": s.namespace, "created_at": s.created_at,
+         "phase": s.phase, "outcome": s.outcome, "started_at": s.started_at, "finished_at": s.finished_at,
+         "decision_minutes": s.decision_minutes, "steps_reached": s.steps_reached,
+         "max_canary_weight": s.max_canary_weight, "ticks": s.ticks, "meta": dict(s.meta)}
+        for s in reversed(list_rollouts(source, since=since, limit=None))
+    ]
+    frame = _frame(rows, ROLLOUT_COLUMNS, ("created_at", "started_at", "finished_at"))
+    frame["decision_minutes"] = frame["decision_minutes"].astype("float64")
+    return frame

@@ -1,5 +1,8 @@
 """The history tables (SQLAlchemy Core). Append-only except rollouts' current phase and actions' results.
 
+The database is built and upgraded by the Alembic migrations in `migrations/` (`analyzer.store.migrate`);
+a change here needs a new revision there, and a test checks the two agree.
+
 The same schema runs on SQLite (embedded default) and PostgreSQL. JSON columns use the generic
 JSON type, which is `json` (text kept verbatim) on PostgreSQL, so floats read back exactly.
 """
@@ -75,6 +78,7 @@ rollouts = Table(
     Column("finished_at", UtcDateTime),
     Index("ix_rollouts_name_created", "name", "created_at"),
     Index("ix_rollouts_phase", "phase"),
+    Index("ix_rollouts_finished", "finished_at"),  # migration 0002
 )
 
 ticks = Table(

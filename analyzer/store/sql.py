@@ -33,7 +33,7 @@ from analyzer.model import (
 )
 from analyzer.ports import Clock
 from analyzer.store import codec
-from analyzer.store.schema import actions, events, metadata, rollouts, ticks
+from analyzer.store.schema import actions, events, rollouts, ticks
 from analyzer.store.schema import verdicts as verdicts_table
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_IMMEDIATE = "canary_begin_immediate"  # execution option: take SQLite's write lock at BEGIN
+IMMEDIATE = _IMMEDIATE = "canary_begin_immediate"  # execution option: take SQLite's write lock at BEGIN
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -217,7 +217,7 @@ def _utc(t: datetime) -> datetime:
 
 
 class SqlStore:
-    """The `Store` port on a SQL database. Tables are created on first use.
+    """The `Store` port on a SQL database. The schema is migrated to the newest revision on open.
 
     `clock` is the engine's clock (virtual in simulations). Without it, times the store must invent
     (ticks without an observation, events) are derived from the rollout's own recorded times, so a
@@ -228,10 +228,10 @@ class SqlStore:
         self.url = url
         self.engine = make_engine(url)
         self._clock = clock
+        from analyzer.store.migrate import migrate  # the migrations import this module
+
         try:
-            # In one write transaction: concurrent first runs on one new SQLite file would race otherwise.
-            with self._write() as conn:
-                metadata.create_all(conn)
+            migrate(self.engine)  # one write transaction: concurrent first runs on one new SQLite file queue
         except DBAPIError as exc:
             self.engine.dispose()
             raise unusable(url, exc) from None

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from analyzer.app import logs, outputs, wiring
+from analyzer.app.cli import backtest as backtest_cli
+from analyzer.app.cli import store as store_cli
 from analyzer.app.cli.importer import import_app
 from analyzer.config import load_spec, load_spec_text
 from analyzer.errors import UserError
@@ -201,6 +203,11 @@ def history_show(
     from analyzer.app.cli.history import print_history_show
 
     print_history_show(db, rollout_id, as_json=as_json, console=out)
+
+
+app.command("backtest")(backtest_cli.command)
+app.add_typer(store_cli.db_app, name="db")
+history_app.command("export")(store_cli.export)
 
 
 @app.callback()

@@ -1,0 +1,81 @@
+"""Schema migrations (Alembic): `migrate(url)` brings a store to the newest revision.
+
+An empty database is built from the first revision. A store written before migrations existed
+(`metadata.create_all`, no `alembic_version` table) holds exactly revision 0001's schema: it is
+stamped there and then upgraded, so its rows are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from analyzer.store.sql import IMMEDIATE, make_engine
+
+log = structlog.get_logger(__name__)
+
+SCRIPTS = Path(__file__).resolve().parent / "migrations"
+BASELINE = "0001"  # the create_all schema
+
+
+def _config(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPTS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head() -> str:
+    script = ScriptDirectory(str(SCRIPTS))
+    found = script.get_current_head()
+    assert found is not None
+    return found
+
+
+def current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _upgrade(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if current(conn) == head():
+            return None
+    with engine.connect() as conn:
+        # SQLite: take the write lock first, so processes opening one new file at once migrate one by one.
+        conn.execution_options(**{IMMEDIATE: True})
+        with conn.begin():
+            before = current(conn)
+            if before == head():
+                return None  # another process did it while this one waited
+            tables = set(inspect(conn).get_table_names())
+            config = _config(conn)
+            if before is None and "rollouts" in tables:
+                command.stamp(config, BASELINE)  # written by create_all before migrations existed
+            command.upgrade(config, "head")
+    return before or ("pre-migration" if "rollouts" in tables else "empty")
+
+
+def migrate(target: str | Engine) -> None:
+    """Upgrade the store at `target` (a URL or an engine) to the newest schema. Safe to call on every start."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        try:
+            before = _upgrade(engine)
+        except (OperationalError, ProgrammingError):
+            # Another process migrated at the same moment: once it is done there is nothing left to do.
+            with engine.connect() as conn:
+                if current(conn) != head():
+                    raise
+            before = None
+        if before is not None:
+            log.info("store migrated", url=engine.url.render_as_string(hide_password=True), was=before, now=head())
+    finally:
+        if isinstance(target, str):
+            engine.dispose()

@@ -1,0 +1,106 @@
+"""Backtest: the stored ticks replay the judge and the policy exactly, and another config changes decisions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analyzer.app.cli.main import main
+from analyzer.app.simulation import run_rollout
+from analyzer.config import load_spec, parse_spec
+from analyzer.sim.scenario import load_scenario
+from analyzer.store import codec
+from analyzer.store.backtest import backtest, backtest_frame, recorded_ticks
+from analyzer.store.history import _engine
+from analyzer.store.sql import SqlStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "config/examples/reviews.yaml"
+SCENARIOS = ("healthy", "error-regression", "latency-regression", "low-traffic", "telemetry-gap",
+             "traffic-split-mismatch")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('bt') / 'history.db'}"
+    spec = load_spec(SPEC)
+    store = SqlStore(url)
+    for i, name in enumerate(SCENARIOS):
+        run_rollout(spec, load_scenario(name), seed=11 + i, store=store, rollout_id=f"r-{name}",
+                    spec_text=SPEC.read_text())
+    store.close()
+    return url
+
+
+def _json(v: object) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def test_own_config_reproduces_every_verdict_and_decision(fleet: str) -> None:
+    run = backtest(fleet)
+    assert not run.skipped
+    assert {r.rollout_id for r in run.results} == {f"r-{n}" for n in SCENARIOS}
+    with _engine(fleet) as engine, engine.connect() as conn:
+        for result in run.results:
+            recorded = recorded_ticks(conn, result.rollout_id, 0.0)
+            assert len(result.ticks) == len(recorded), result.rollout_id
+            for rec, new in zip(recorded, result.ticks, strict=True):
+                where = f"{result.rollout_id} tick {rec.tick}"
+                assert new.decision == rec.decision, where
+                assert new.reason == rec.reason, where
+                assert _json(codec.encode_state(new.state)) == _json(codec.encode_state(rec.state)), where
+                assert [_json(codec.encode_verdict(v)) for v in new.verdicts] == [
+                    _json(codec.encode_verdict(v)) for v in rec.verdicts], where
+            assert result.difference is None and not result.changed
+            assert result.new_minute == result.recorded_minute
+    outcomes = {r.rollout_id: r.recorded_outcome for r in run.results}
+    assert outcomes["r-healthy"] == "promoted" and outcomes["r-error-regression"] == "rolled_back"
+    assert run.totals.changed == 0 and run.totals.false_rollback_rate == 0.0
+
+
+def test_a_stricter_config_changes_decisions_and_says_where(fleet: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(SPEC.read_text())
+    data["analysis"]["alpha"] = 0.3  # a lax rollback threshold: rolls back on much less evidence
+    data["analysis"]["metrics"][0]["tolerance"] = 1.05
+    data["analysis"]["metrics"][1]["tolerance"] = 1.05
+    lax = parse_spec(data)
+    run = backtest(fleet, lax)
+    base = {r.rollout_id: r for r in backtest(fleet).results}
+    for r in run.results:
+        if r.changed or r.new_minute != base[r.rollout_id].new_minute:
+            assert r.difference is not None, r.rollout_id
+    changed = [r for r in run.results if r.difference is not None]
+    assert changed, "a much laxer rollback threshold must change some decision"
+    d = changed[0].difference
+    assert (d is not None and d.recorded != d.new) or d.recorded_reason != d.new_reason
+    frame = backtest_frame(fleet, lax)
+    assert list(frame["rollout_id"]) == [r.rollout_id for r in run.results]
+    assert frame.attrs["totals"]["rollouts"] == len(SCENARIOS)
+    assert frame.attrs["totals"]["promoted_to_rolled_back"] == run.totals.promoted_to_rolled_back
+
+
+def test_cli_backtest_json_and_table(fleet: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load(SPEC.read_text())
+    data["analysis"]["alpha"] = 0.005
+    config = tmp_path / "strict.yaml"
+    config.write_text(yaml.safe_dump(data))
+    assert main(["backtest", "--db", fleet, "--all", "--config", str(config), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["rollouts"]) == len(SCENARIOS)
+    assert {"promoted_to_rolled_back", "rolled_back_to_promoted", "median_change_minutes",
+            "false_rollback_rate"} <= set(out["totals"])
+    assert main(["backtest", "--db", fleet, "--rollout", "r-healthy", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "r-healthy" in text and "promoted" in text
+
+
+def test_cli_backtest_errors_are_one_line(fleet: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backtest", "--db", fleet, "--rollout", "nope", "--config", str(SPEC)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["backtest", "--db", fleet, "--config", str(SPEC)]) == 2
+    assert "--all" in capsys.readouterr().err
+    assert main(["backtest", "--db", fleet, "--all", "--since", "yesterday", "--config", str(SPEC)]) == 2
+    assert "--since" in capsys.readouterr().err
