@@ -13,6 +13,7 @@ import typer
 
 from analyzer.app import logs, outputs, wiring
 from analyzer.app.cli import backtest as backtest_cli
+from analyzer.app.cli import report as report_cli
 from analyzer.app.cli import store as store_cli
 from analyzer.app.cli.importer import import_app
 from analyzer.config import load_spec, load_spec_text
@@ -206,6 +207,7 @@ def history_show(
 
 
 app.command("backtest")(backtest_cli.command)
+app.command("report")(report_cli.command)
 app.add_typer(store_cli.db_app, name="db")
 history_app.command("export")(store_cli.export)
 
