@@ -129,6 +129,23 @@ class FleetTotals:
         return {**self.__dict__, "median_change_minutes": self.median_change}
 
 
+def with_analysis(spec: RolloutSpec, **changes: float) -> RolloutSpec:
+    """The spec with analysis settings changed: `alpha`, `promotion_alpha`, `srm_alpha` on the analysis,
+    `mde`, `tolerance` on every metric that has them (e.g. `with_analysis(spec, alpha=0.005)`)."""
+    analysis = spec.analysis
+    top = {k: v for k, v in changes.items() if k in type(analysis).model_fields and k != "metrics"}
+    per_metric = {k: v for k, v in changes.items() if k not in top}
+    unknown = [k for k in per_metric if k not in ("mde", "tolerance")]
+    if unknown:
+        raise ValueError(f"with_analysis: {unknown[0]!r} is not an analysis or per-metric setting")
+    metrics = [m.model_copy(update={k: v for k, v in per_metric.items() if k in type(m).model_fields})
+               for m in analysis.metrics]
+    data = spec.model_dump(mode="json", by_alias=False)
+    data["analysis"] = {**analysis.model_copy(update={**top, "metrics": metrics}).model_dump(mode="json",
+                                                                                           by_alias=False)}
+    return type(spec).model_validate(data)  # validated again: a change must still make a valid spec
+
+
 def query_lag(spec: RolloutSpec) -> float:
     """The lag the live source applied (observation end = tick time - lag): one scrape for Prometheus."""
     metrics = spec.sources.metrics
@@ -173,8 +190,9 @@ def backtest_rollout(
     seed: int = 0,
 ) -> RolloutBacktest:
     """Replay the recorded ticks (in the order they were written) through `new_spec`'s judge and policy."""
-    if any(isinstance(m, TraceMetric) for m in new_spec.analysis.metrics):
-        raise NotReplayable("a trace metric needs the sampled spans, which the store does not keep")
+    # A diagnostic trace metric replays as "no trace source" and cannot change a decision; a gating one can.
+    if any(isinstance(m, TraceMetric) and m.gate for m in new_spec.analysis.metrics):
+        raise NotReplayable("a gating trace metric needs the sampled spans, which the store does not keep")
     if not ticks or ticks[0].decision is not DecisionKind.START:
         raise NotReplayable("the recording does not begin with the rollout's start")
     start = ticks[0].now

@@ -104,3 +104,18 @@ def test_cli_backtest_errors_are_one_line(fleet: str, capsys: pytest.CaptureFixt
     assert "--all" in capsys.readouterr().err
     assert main(["backtest", "--db", fleet, "--all", "--since", "yesterday", "--config", str(SPEC)]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_a_fleet_change_applies_to_each_recorded_config_and_a_config_only_to_its_target(fleet: str) -> None:
+    from analyzer.backtest import with_analysis
+
+    lax = backtest(fleet, lambda spec: with_analysis(spec, alpha=0.3, tolerance=1.05))
+    assert len(lax.results) == len(SCENARIOS) and not lax.skipped
+    assert any(r.difference is not None for r in lax.results)
+    other = load_spec(SPEC).model_copy(update={"metadata": load_spec(SPEC).metadata.model_copy(
+        update={"name": "ratings"})})
+    run = backtest(fleet, other)
+    assert not run.results and len(run.skipped) == len(SCENARIOS)
+    assert "'ratings'" in run.skipped[0].why
+    with pytest.raises(ValueError, match="colour"):
+        with_analysis(load_spec(SPEC), colour=1.0)

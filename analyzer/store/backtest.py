@@ -6,7 +6,7 @@ returns them as a pandas frame for notebooks. Read-only, so it can run next to a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,9 +108,16 @@ def _selected(conn: Connection, rollout_ids: Sequence[str] | None, since: dateti
     return rows
 
 
-def backtest(source: Source, spec: RolloutSpec | None = None, *, rollout_ids: str | Sequence[str] | None = None,
+NewConfig = RolloutSpec | Callable[[RolloutSpec], RolloutSpec] | None
+
+
+def backtest(source: Source, spec: NewConfig = None, *, rollout_ids: str | Sequence[str] | None = None,
              since: datetime | None = None) -> BacktestRun:
-    """Replay the selected rollouts (all by default) under `spec`; None replays each under its own config."""
+    """Replay the selected rollouts (all by default) under another config.
+
+    `spec` is one config (rollouts of another name are skipped: a config is written for one target), a
+    function from each rollout's recorded config to the new one (e.g. `lambda s: with_analysis(s,
+    alpha=0.005)`, for a whole fleet), or None to replay each under its own config."""
     ids = [rollout_ids] if isinstance(rollout_ids, str) else rollout_ids
     results: list[RolloutBacktest] = []
     skipped: list[Skipped] = []
@@ -120,16 +127,21 @@ def backtest(source: Source, spec: RolloutSpec | None = None, *, rollout_ids: st
             names[row.id] = (row.name, row.namespace)
             recorded_spec = parse_spec(row.spec, f"rollout {row.id} spec")
             meta = codec.decode_value(row.meta) or {}
+            if isinstance(spec, RolloutSpec) and spec.name != row.name:
+                skipped.append(Skipped(row.id, f"the config is for rollout {spec.name!r}, this one is {row.name!r}"))
+                continue
+            new_spec = recorded_spec if spec is None else spec if isinstance(spec, RolloutSpec) else spec(
+                recorded_spec)
             try:
                 ticks_ = recorded_ticks(conn, row.id, query_lag(recorded_spec))
-                results.append(backtest_rollout(row.id, recorded_spec, spec or recorded_spec, ticks_,
+                results.append(backtest_rollout(row.id, recorded_spec, new_spec, ticks_,
                                                 seed=int(meta.get("seed", 0))))
             except NotReplayable as exc:
                 skipped.append(Skipped(row.id, str(exc)))
     return BacktestRun(tuple(results), tuple(skipped), fleet_totals(results), names)
 
 
-def backtest_frame(source: Source, spec: RolloutSpec | None = None, *,
+def backtest_frame(source: Source, spec: NewConfig = None, *,
                    rollout_ids: str | Sequence[str] | None = None, since: datetime | None = None) -> pd.DataFrame:
     """One row per rollout: recorded and new outcome and minute, and the first differing tick; the fleet
     totals are in `frame.attrs["totals"]`."""

@@ -46,6 +46,7 @@ __all__ = [
     "events_frame",
     "list_rollouts",
     "rollout_detail",
+    "rollout_spec",
     "rollouts_frame",
     "ticks_frame",
     "verdicts_frame",
@@ -299,6 +300,15 @@ def rollout_detail(source: Source, rollout_id: str) -> RolloutDetail:
     )
 
 
+def rollout_spec(source: Source, rollout_id: str) -> dict[str, Any]:
+    """The rollout's config as recorded (the parsed spec, camelCase keys as in YAML)."""
+    with _engine(source) as engine, engine.connect() as conn:
+        data = conn.execute(select(rollouts.c.spec).where(rollouts.c.id == rollout_id)).scalar_one_or_none()
+    if data is None:
+        raise RolloutNotFound(rollout_id)
+    return dict(data)
+
+
 # ---- pandas exports ----
 
 
@@ -341,14 +351,19 @@ def ticks_frame(source: Source, rollout_ids: str | Sequence[str] | None = None) 
     return _frame(rows, TICK_COLUMNS, ("at", "obs_start", "obs_end"))
 
 
-def verdicts_frame(source: Source, rollout_ids: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per tick x metric, with the evidence, threshold, ratio and its confidence sequence."""
+def verdicts_frame(source: Source, rollout_ids: str | Sequence[str] | None = None, *,
+                   with_details: bool = False) -> pd.DataFrame:
+    """One row per tick x metric, with the evidence, threshold, ratio and its confidence sequence.
+
+    `with_details` adds the verdict's `canary`, `baseline` and `details` mappings (e.g. the latency
+    quantiles with their intervals) as columns of dicts."""
     ids = _ids(rollout_ids)
+    extra = (verdicts.c.data,) if with_details else ()
     query = (
         select(
             ticks.c.rollout_id, verdicts.c.tick_id, ticks.c.tick, ticks.c.at, verdicts.c.metric, verdicts.c.verdict,
             verdicts.c.gate, verdicts.c.e_value, verdicts.c.threshold, verdicts.c.promotion_e_value,
-            verdicts.c.ratio, verdicts.c.ci_lo, verdicts.c.ci_hi, verdicts.c.reason,
+            verdicts.c.ratio, verdicts.c.ci_lo, verdicts.c.ci_hi, verdicts.c.reason, *extra,
         )
         .join(ticks, ticks.c.id == verdicts.c.tick_id)
         .order_by(ticks.c.rollout_id, ticks.c.tick, ticks.c.id, verdicts.c.id)
@@ -357,7 +372,13 @@ def verdicts_frame(source: Source, rollout_ids: str | Sequence[str] | None = Non
         query = query.where(ticks.c.rollout_id.in_(ids))
     with _engine(source) as engine, engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
-    frame = _frame(rows, VERDICT_COLUMNS, ("at",))
+    columns = VERDICT_COLUMNS
+    if with_details:
+        columns = [*VERDICT_COLUMNS, "canary", "baseline", "details"]
+        for r in rows:
+            v = codec.decode_verdict(r.pop("data"))
+            r.update(canary=dict(v.canary), baseline=dict(v.baseline), details=dict(v.details))
+    frame = _frame(rows, columns, ("at",))
     for col in ("e_value", "threshold", "promotion_e_value", "ratio", "ci_lo", "ci_hi"):
         frame[col] = frame[col].astype("float64")  # NULL -> NaN rather than an object column
     return frame

@@ -14,12 +14,10 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from sqlalchemy import select
 
 from analyzer.app.web.charts import BASELINE, CANARY, CHART_CSS, PALETTE, Rule, Series, line_chart
 from analyzer.model import MetricVerdict
-from analyzer.store.history import RolloutDetail, Source, _engine, rollout_detail, ticks_frame, verdicts_frame
-from analyzer.store.schema import rollouts
+from analyzer.store.history import RolloutDetail, Source, rollout_detail, rollout_spec, ticks_frame, verdicts_frame
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -43,11 +41,6 @@ LEAD = {
     "inconclusive": "Inconclusive",
     "failed": "Failed",
 }
-
-
-def _spec_data(source: Source, rollout_id: str) -> dict[str, Any]:
-    with _engine(source) as engine, engine.connect() as conn:
-        return dict(conn.execute(select(rollouts.c.spec).where(rollouts.c.id == rollout_id)).scalar_one())
 
 
 def explain(detail: RolloutDetail, spec: dict[str, Any]) -> list[str]:
@@ -158,7 +151,7 @@ def _time(t: datetime | None) -> str:
 def render_report(source: Source, rollout_id: str) -> str:
     """The whole page as one string. Raises RolloutNotFound for an unknown id."""
     detail = rollout_detail(source, rollout_id)
-    spec = _spec_data(source, rollout_id)
+    spec = rollout_spec(source, rollout_id)
     ticks = ticks_frame(source, rollout_id)
     verdicts = _minutes(verdicts_frame(source, rollout_id), ticks)
     s = detail.summary
