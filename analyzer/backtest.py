@@ -24,8 +24,10 @@ from analyzer.model import (
     Command,
     Decision,
     DecisionKind,
+    HookAnswers,
     MetricVerdict,
     Observation,
+    Phase,
     RolloutState,
 )
 
@@ -223,13 +225,32 @@ def backtest_rollout(
                            tuple(replayed))
 
 
+_WAITING, _STOPPED, _REQUESTED = "waiting: ", "stopped before any traffic moved: ", "rollback: requested by "
+_HOOK_LIMIT = re.compile(r"rollout hooks failed \d+ times \(limit \d+\); last: (.*)$", re.S)
+
+
+def _hook_answers(previous: RecordedTick, rec: RecordedTick) -> tuple[HookAnswers, str | None]:
+    """What the gate hooks answered at this tick, read back from the recording (they are the environment,
+    like operator commands), and the confirm hook's refusal if one held the tick."""
+    blocked = rec.reason.removeprefix(_WAITING) if (
+        rec.decision is DecisionKind.HOLD and rec.reason.startswith(_WAITING)) else None
+    stop = rec.reason.removeprefix(_STOPPED) if (
+        rec.decision is DecisionKind.FAIL and rec.reason.startswith(_STOPPED)) else None
+    rollback = rec.reason.removeprefix("rollback: ") if rec.reason.startswith(_REQUESTED) else None
+    failed = None
+    if rec.state.hook_failures > previous.state.hook_failures:
+        last = _HOOK_LIMIT.search(rec.reason)
+        failed = last.group(1) if last else "a rollout hook failed (as recorded)"
+    return HookAnswers(stop=stop, rollback=rollback, rollout_failed=failed), blocked
+
+
 def _step(
     recorded_spec: RolloutSpec, new_spec: RolloutSpec, state: RolloutState, previous: RecordedTick,
     rec: RecordedTick, seed: int,
 ) -> tuple[RolloutState, Decision, tuple[MetricVerdict, ...]]:
     """One engine tick: judge the recorded increment when the phase observes, then the policy decides."""
-    if rec.decision is DecisionKind.FAIL and not state.phase.terminal:
-        # The engine could not act (an environment fault, not the config's doing): so it fails here too.
+    if rec.decision is DecisionKind.FAIL and rec.tick == previous.tick and not state.phase.terminal:
+        # A follow-up under the same tick: the engine could not act (an environment fault), so it fails here too.
         failed, decision = policy.fail(state, rec.now, rec.reason)
         return failed, decision, ()
     command = _command(rec)
@@ -245,7 +266,13 @@ def _step(
         context = replace(context, expected_share=recorded.expected_share, unavailable=unavailable)
         evidence, verdicts = judge(new_spec, state.evidence, rec.observation, context)
         state = replace(state, evidence=evidence)
-    new_state, decision = policy.decide(new_spec, state, verdicts, rec.now, command)
+    hooks, blocked = _hook_answers(previous, rec) if command is None else (None, None)
+    new_state, decision = policy.decide(new_spec, state, verdicts, rec.now, command, hooks)
+    # A confirm hook that refused held the tick; it is asked (and so refuses) only before the same kind of move.
+    confirm = state.phase is Phase.INITIALIZING or decision.kind is DecisionKind.PROMOTE or (
+        decision.kind is DecisionKind.ADVANCE and new_state.phase is Phase.PROGRESSING)
+    if blocked is not None and confirm:
+        new_state, decision = policy.await_confirmation(new_spec, state, blocked)
     return new_state, decision, tuple(verdicts)
 
 

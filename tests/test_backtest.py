@@ -119,3 +119,37 @@ def test_a_fleet_change_applies_to_each_recorded_config_and_a_config_only_to_its
     assert "'ratings'" in run.skipped[0].why
     with pytest.raises(ValueError, match="colour"):
         with_analysis(load_spec(SPEC), colour=1.0)
+
+
+@pytest.mark.parametrize("hooks, statuses, marker", [
+    ([{"name": "approve", "type": "confirm-promotion"}], [403] * 4, "waiting: hook 'approve'"),
+    ([{"name": "steps", "type": "confirm-traffic-increase"}], [500, 500], "waiting: hook 'steps'"),
+    ([{"name": "acceptance", "type": "rollout", "failureLimit": 3}], [200, 502, 200, 502, 502],
+     "rollout hooks failed 3 times"),
+    ([{"name": "button", "type": "rollback"}], [404, 404, 404, 200], "requested by hook 'button'"),
+    ([{"name": "smoke", "type": "pre-rollout"}], [500], "stopped before any traffic moved"),
+], ids=["confirm-promotion", "confirm-traffic-increase", "rollout", "rollback", "pre-rollout"])
+def test_gate_hook_answers_replay_exactly(hooks: list[dict], statuses: list[int], marker: str,
+                                          tmp_path: Path) -> None:
+    """Hooks are the environment, like operator commands: their recorded answers are replayed."""
+    from analyzer.config import Hook
+    from tests.fakes.http_receiver import Receiver
+
+    receiver = Receiver(statuses)
+    try:
+        spec = load_spec(SPEC)
+        spec = spec.model_copy(update={"hooks": [Hook(url=receiver.url, **h) for h in hooks]})
+        url = f"sqlite:///{tmp_path / 'hooks.db'}"
+        with SqlStore(url) as store:
+            run_rollout(spec, load_scenario("healthy"), seed=2, store=store, rollout_id="r-hooks")
+    finally:
+        receiver.close()
+    run = backtest(url)
+    (replayed,) = run.results
+    assert replayed.difference is None and replayed.recorded_outcome == replayed.new_outcome
+    with _engine(url) as engine, engine.connect() as conn:
+        recorded = recorded_ticks(conn, "r-hooks", 0.0)
+    assert any(marker in t.reason for t in recorded)  # the hook did act on the recorded rollout
+    assert [(t.decision, t.reason) for t in replayed.ticks] == [(t.decision, t.reason) for t in recorded]
+    assert [_json(codec.encode_state(t.state)) for t in replayed.ticks] == [
+        _json(codec.encode_state(t.state)) for t in recorded]
