@@ -146,3 +146,14 @@ def test_history_export_writes_one_parquet_file_per_frame(tmp_path: Path, capsys
     pd.testing.assert_series_equal(verdicts["e_value"], history.verdicts_frame(url)["e_value"])
     assert pd.read_parquet(out / "rollouts.parquet")["outcome"].tolist() == ["rolled_back"]
     assert main(["history", "export", "--db", f"sqlite:///{tmp_path / 'missing.db'}", "--out", str(out)]) == 2
+
+
+def test_a_store_opened_without_migrating_refuses_an_outdated_schema(tmp_path: Path) -> None:
+    from analyzer.store.migrate import SchemaOutdated
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _old_schema_store(url)
+    with pytest.raises(SchemaOutdated, match="db upgrade"):
+        SqlStore(url, migrate=False)
+    migrate(url)
+    SqlStore(url, migrate=False).close()

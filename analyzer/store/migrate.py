@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from analyzer.errors import UserError
 from analyzer.store.sql import IMMEDIATE, make_engine
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,19 @@ def head() -> str:
 
 def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
+
+
+class SchemaOutdated(UserError):
+    """The store's schema is not the one this version writes."""
+
+
+def require_head(engine: Engine) -> None:
+    with engine.connect() as conn:
+        found = current(conn)
+    if found != head():
+        url = engine.url.render_as_string(hide_password=True)
+        raise SchemaOutdated(f"--db: the history store at {url} has schema revision {found or 'none'}, this version "
+                             f"needs {head()}: run `canary-analyzer db upgrade --db URL`")
 
 
 def _upgrade(engine: Engine) -> str | None:

@@ -217,21 +217,25 @@ def _utc(t: datetime) -> datetime:
 
 
 class SqlStore:
-    """The `Store` port on a SQL database. The schema is migrated to the newest revision on open.
+    """The `Store` port on a SQL database. The schema is migrated to the newest revision on open, unless
+    `migrate=False` (then a store that is not at the newest revision is refused with `SchemaOutdated`).
 
     `clock` is the engine's clock (virtual in simulations). Without it, times the store must invent
     (ticks without an observation, events) are derived from the rollout's own recorded times, so a
     simulated rollout's history stays on its virtual clock; created_at then uses the wall clock.
     """
 
-    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+    def __init__(self, url: str, *, clock: Clock | None = None, migrate: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._clock = clock
-        from analyzer.store.migrate import migrate  # the migrations import this module
+        from analyzer.store import migrate as migrations  # the migrations import this module
 
         try:
-            migrate(self.engine)  # one write transaction: concurrent first runs on one new SQLite file queue
+            if migrate:  # one write transaction: concurrent first runs on one new SQLite file queue
+                migrations.migrate(self.engine)
+            else:  # a daemon told not to migrate refuses a store it cannot write, rather than failing mid-rollout
+                migrations.require_head(self.engine)
         except DBAPIError as exc:
             self.engine.dispose()
             raise unusable(url, exc) from None
