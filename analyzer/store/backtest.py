@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from analyzer.backtest import (
+    OUTCOME_BY_DECISION,
     FleetTotals,
     NotReplayable,
     RecordedTick,
@@ -65,7 +66,7 @@ def tick_time(decision: DecisionKind, state: RolloutState, at: datetime, lag: fl
         return state.started_at
     if decision is DecisionKind.ADVANCE and state.step_started_at is not None:
         return state.step_started_at
-    if decision.value in ("promote", "rollback", "abort", "pause", "inconclusive", "fail") and state.decided_at:
+    if decision in OUTCOME_BY_DECISION and state.decided_at is not None:  # settling decisions stamp decided_at
         return state.decided_at
     # Without an observation `at` is the previous tick's + one interval, which is on the same clock - lag.
     return at + timedelta(seconds=lag)
