@@ -226,6 +226,7 @@ def backtest_rollout(
 
 
 _WAITING, _STOPPED, _REQUESTED = "waiting: ", "stopped before any traffic moved: ", "rollback: requested by "
+_DRIFT = "; resume to re-apply the rollout's weights, or abort"
 _HOOK_LIMIT = re.compile(r"rollout hooks failed \d+ times \(limit \d+\); last: (.*)$", re.S)
 
 
@@ -254,6 +255,10 @@ def _step(
         failed, decision = policy.fail(state, rec.now, rec.reason)
         return failed, decision, ()
     command = _command(rec)
+    if command is None and rec.decision is DecisionKind.PAUSE and rec.reason.endswith(_DRIFT):
+        # Someone else moved the traffic (target.onDrift: pause): the engine paused before judging.
+        paused, decision = policy.pause_for_drift(state, rec.now, rec.reason.removeprefix("paused: ")[:-len(_DRIFT)])
+        return paused, decision, ()
     verdicts: list[MetricVerdict] = []
     if state.phase in policy.ACTIVE and command is None:
         assert state.evidence is not None

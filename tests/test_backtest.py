@@ -153,3 +153,41 @@ def test_gate_hook_answers_replay_exactly(hooks: list[dict], statuses: list[int]
     assert [(t.decision, t.reason) for t in replayed.ticks] == [(t.decision, t.reason) for t in recorded]
     assert [_json(codec.encode_state(t.state)) for t in replayed.ticks] == [
         _json(codec.encode_state(t.state)) for t in recorded]
+
+
+def test_route_drift_pauses_and_operator_commands_replay_exactly(tmp_path: Path) -> None:
+    """A third party's route edit paused the rollout and an operator resumed it: both are replayed."""
+    from analyzer.app import wiring
+    from analyzer.engine import Engine
+    from analyzer.model import Command, Phase
+
+    url = f"sqlite:///{tmp_path / 'drift.db'}"
+    spec = load_spec(SPEC)
+    store = SqlStore(url)
+    rig = wiring.simulated(spec, load_scenario("healthy"), seed=3, store=store)
+    store.create_rollout("r-drift", spec, "", {"seed": 3})
+    engine = Engine(spec, "r-drift", rig.adapters, seed=3)
+    engine.start()
+    edited = resumed = False
+    for _ in range(80):
+        command = None
+        if engine.state.phase is Phase.PAUSED and not resumed:
+            command, resumed = Command.RESUME, True
+        elif engine.done:
+            break
+        rig.clock.advance(60)
+        if engine.state.phase is Phase.PROGRESSING and not edited:
+            rig.router.edit_by("kubectl-edit", spec, {"v1": 100, "v2": 0})
+            edited = True
+        engine.tick(command)
+    store.close()
+    assert edited and resumed and engine.state.phase is Phase.SUCCEEDED
+    (replayed,) = backtest(url).results
+    with _engine(url) as db, db.connect() as conn:
+        recorded = recorded_ticks(conn, "r-drift", 0.0)
+    assert any(t.decision == "pause" and "kubectl-edit" in t.reason for t in recorded)
+    assert any(t.decision == "resume" for t in recorded)
+    assert [(t.decision, t.reason) for t in replayed.ticks] == [(t.decision, t.reason) for t in recorded]
+    assert [_json(codec.encode_state(t.state)) for t in replayed.ticks] == [
+        _json(codec.encode_state(t.state)) for t in recorded]
+    assert replayed.difference is None and replayed.new_outcome == "promoted"
