@@ -100,7 +100,8 @@ def test_rollout_review(store_url: str, rollout: str, tmp_path: Path) -> None:
                         "reviews-healthy": "promoted"}.get(rollout)
     if expected_outcome:
         assert out["outcome"] == expected_outcome
-    assert out["trace_findings"] > 0  # the diagnostic traces metric was judged on every observed tick
+    assert out["trace_verdicts"] > 0  # the diagnostic traces metric was judged on every observed tick
+    assert out["trace_findings"] >= 0 and out["trace_report"]  # the engine's trace report, kept with the last tick
     _figures(out, figures, {"weights.png", "error_rate.png", "ratios.png", "evidence.png", "latency_latency.png"})
 
 

@@ -52,7 +52,8 @@ def test_report_explains_the_verdict_and_holds_every_part(store_url: str, tmp_pa
     assert "Rolled back after 3 minutes" in page
     assert "errors proved a regression" in page
     assert page.count("<svg") >= 5  # weights, error rate, evidence and ratio per metric
-    for part in ("Weight timeline", "Decision log", "Events", "Config", "errors: evidence against its threshold"):
+    for part in ("Weight timeline", "Decision log", "Events", "Config", "errors: evidence against its threshold",
+                 "Trace findings", "canary and"):
         assert part in page
     assert "onInconclusive: pause" in page  # the config as written
     healthy = _report(store_url, "healthy-1", tmp_path / "h.html")

@@ -30,6 +30,7 @@ from analyzer.store import codec
 from analyzer.store.history import Source, _engine
 from analyzer.store.schema import rollouts, ticks, verdicts
 from analyzer.store.sql import RolloutNotFound
+from analyzer.traces import FINDING_PREFIX
 
 FRAME_COLUMNS = [
     "rollout_id", "name", "namespace", "recorded_outcome", "recorded_minute", "new_outcome", "new_minute",
@@ -84,7 +85,9 @@ def recorded_ticks(conn: Connection, rollout_id: str, lag: float) -> list[Record
             select(verdicts.c.tick_id, verdicts.c.data)
             .where(verdicts.c.tick_id.in_([r.id for r in rows])).order_by(verdicts.c.id)
         ):
-            by_tick.setdefault(tick_id, []).append(codec.decode_verdict(data))
+            verdict = codec.decode_verdict(data)
+            if not verdict.metric.startswith(FINDING_PREFIX):  # the trace report kept with the last tick
+                by_tick.setdefault(tick_id, []).append(verdict)
     out = []
     for r in rows:
         state = codec.decode_state(r.state)

@@ -18,6 +18,7 @@ import yaml
 from analyzer.app.web.charts import BASELINE, CANARY, CHART_CSS, PALETTE, Rule, Series, line_chart
 from analyzer.model import MetricVerdict
 from analyzer.store.history import RolloutDetail, Source, rollout_detail, rollout_spec, ticks_frame, verdicts_frame
+from analyzer.traces import FINDING_PREFIX
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -144,6 +145,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _traces(detail: RolloutDetail) -> str:
+    """The engine's trace report (diagnostics: they explain, they do not gate)."""
+    traces = detail.traces
+    if not traces:
+        return '<p class="muted">No trace report was recorded for this rollout.</p>'
+    rows = [(f.get("kind", ""), f.get("operation", ""), "" if f.get("effect") is None else f"{f['effect']:.3g}",
+             f.get("reason", "")) for f in traces.get("findings", [])]
+    counts = (f"{traces.get('canary_traces', 0)} canary and {traces.get('baseline_traces', 0)} baseline traces "
+              "sampled.")
+    if not rows:
+        return f"<p>{escape(counts)} No finding: the canary's calls look like the baseline's.</p>"
+    return f"<p>{escape(counts)}</p>" + _table(("kind", "operation", "effect", "why"), rows)
+
+
 def _time(t: datetime | None) -> str:
     return "" if t is None else f"{t:%Y-%m-%d %H:%M:%S} UTC"
 
@@ -158,7 +173,8 @@ def render_report(source: Source, rollout_id: str) -> str:
     words = explain(detail, spec)
     tolerances = {m.get("name"): m.get("tolerance") for m in spec.get("analysis", {}).get("metrics", [])}
     charts = [weight_chart(ticks), error_rate_chart(ticks)]
-    for metric, rows in verdicts.groupby("metric", sort=False):
+    judged = verdicts[~verdicts["metric"].str.startswith(FINDING_PREFIX)]  # trace findings get their own table
+    for metric, rows in judged.groupby("metric", sort=False):
         charts += metric_charts(str(metric), rows, tolerances.get(metric))
     config = detail.spec_text or yaml.safe_dump(spec, sort_keys=False)
     decisions = [(t.tick, f"{(t.at - ticks['at'].iloc[0]).total_seconds() / 60:g}", t.phase,
@@ -176,6 +192,8 @@ def render_report(source: Source, rollout_id: str) -> str:
         "<ul>" + "".join(f"<li>{escape(w)}</li>" for w in words[1:]) + "</ul>",
         "<h2>Charts</h2>",
         '<div class="charts">' + "".join(charts) + "</div>",
+        "<h2>Trace findings</h2>",
+        _traces(detail),
         "<h2>Decision log</h2>",
         _table(("tick", "minute", "phase", "weights", "decision", "reason"), decisions),
         "<h2>Events</h2>",
