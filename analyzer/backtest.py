@@ -14,13 +14,14 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from analyzer import policy
 from analyzer.config import PrometheusSource, RolloutSpec, TraceMetric
 from analyzer.judge import judge
 from analyzer.model import (
+    MAX_BRIDGE,
     Command,
     Decision,
     DecisionKind,
@@ -29,6 +30,7 @@ from analyzer.model import (
     Observation,
     Phase,
     RolloutState,
+    next_window_start,
 )
 
 # The decisions that settle a rollout, and the outcome each stands for.
@@ -198,6 +200,7 @@ def backtest_rollout(
     if not ticks or ticks[0].decision is not DecisionKind.START:
         raise NotReplayable("the recording does not begin with the rollout's start")
     start = ticks[0].now
+    lag = query_lag(recorded_spec)
     state, decision = policy.start(new_spec, rollout_id, start)
     replayed = [ReplayedTick(ticks[0].tick, start, state, decision.kind, decision.reason, ())]
     difference: Difference | None = None
@@ -205,7 +208,7 @@ def backtest_rollout(
     for rec in ticks[1:]:
         if state.phase.terminal and _command(rec) is None:
             break  # the engine ticks no further: the new config has decided
-        state, decision, verdicts = _step(recorded_spec, new_spec, state, previous, rec, seed)
+        state, decision, verdicts = _step(recorded_spec, new_spec, state, previous, rec, seed, lag)
         replayed.append(ReplayedTick(rec.tick, rec.now, state, decision.kind, decision.reason, verdicts))
         if difference is None and (decision.kind != rec.decision or state.phase != rec.state.phase):
             difference = Difference(rec.tick, (rec.now - start).total_seconds() / 60.0, rec.decision.value,
@@ -245,9 +248,22 @@ def _hook_answers(previous: RecordedTick, rec: RecordedTick) -> tuple[HookAnswer
     return HookAnswers(stop=stop, rollback=rollback, rollout_failed=failed), blocked
 
 
+def window(spec: RolloutSpec, state: RolloutState, now: datetime, lag: float) -> tuple[datetime, datetime]:
+    """The evidence window the engine asks for at `now` (`Engine._window`, statistics.md §5.7): it ends one
+    lag back and starts at the last common edge, bridging at most MAX_BRIDGE, never before the step's first
+    scrape. Needed where the recording has no observation (the source was unavailable)."""
+    end = now - timedelta(seconds=lag)
+    start = state.last_edge or end - timedelta(seconds=spec.timing.interval)
+    if end - start > MAX_BRIDGE:
+        start = end - timedelta(seconds=spec.timing.interval)
+    if state.step_started_at is not None:
+        start = max(start, state.step_started_at + timedelta(seconds=lag))
+    return start, end
+
+
 def _step(
     recorded_spec: RolloutSpec, new_spec: RolloutSpec, state: RolloutState, previous: RecordedTick,
-    rec: RecordedTick, seed: int,
+    rec: RecordedTick, seed: int, lag: float,
 ) -> tuple[RolloutState, Decision, tuple[MetricVerdict, ...]]:
     """One engine tick: judge the recorded increment when the phase observes, then the policy decides."""
     if rec.decision is DecisionKind.FAIL and rec.tick == previous.tick and not state.phase.terminal:
@@ -270,7 +286,12 @@ def _step(
             unavailable = "no recorded observation: the recorded rollout was not observing at this tick"
         context = replace(context, expected_share=recorded.expected_share, unavailable=unavailable)
         evidence, verdicts = judge(new_spec, state.evidence, rec.observation, context)
-        state = replace(state, evidence=evidence)
+        obs = rec.observation
+        start, end = (obs.start, obs.end) if obs is not None else window(new_spec, state, rec.now, lag)
+        edge = next_window_start(start, end, obs) if start < end else state.last_edge
+        state = replace(state, evidence=evidence, last_edge=edge)
+    elif command is not None:
+        state = replace(state, last_edge=None)  # after a pause or a person's command the windows start afresh
     hooks, blocked = _hook_answers(previous, rec) if command is None else (None, None)
     new_state, decision = policy.decide(new_spec, state, verdicts, rec.now, command, hooks)
     # A confirm hook that refused held the tick; it is asked (and so refuses) only before the same kind of move.

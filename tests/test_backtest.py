@@ -63,23 +63,23 @@ def test_own_config_reproduces_every_verdict_and_decision(fleet: str) -> None:
 
 def test_a_stricter_config_changes_decisions_and_says_where(fleet: str, tmp_path: Path) -> None:
     data = yaml.safe_load(SPEC.read_text())
-    data["analysis"]["alpha"] = 0.3  # a lax rollback threshold: rolls back on much less evidence
-    data["analysis"]["metrics"][0]["tolerance"] = 1.05
-    data["analysis"]["metrics"][1]["tolerance"] = 1.05
-    lax = parse_spec(data)
-    run = backtest(fleet, lax)
-    base = {r.rollout_id: r for r in backtest(fleet).results}
+    data["analysis"]["alpha"] = 1e-6  # a rollback threshold of 10^6: no recorded regression reaches it
+    strict = parse_spec(data)
+    run = backtest(fleet, strict)
+    by_id = {r.rollout_id: r for r in run.results}
     for r in run.results:
-        if r.changed or r.new_minute != base[r.rollout_id].new_minute:
+        if r.changed or r.new_minute != r.recorded_minute:
             assert r.difference is not None, r.rollout_id
-    changed = [r for r in run.results if r.difference is not None]
-    assert changed, "a much laxer rollback threshold must change some decision"
-    d = changed[0].difference
-    assert (d is not None and d.recorded != d.new) or d.recorded_reason != d.new_reason
-    frame = backtest_frame(fleet, lax)
+    errors = by_id["r-error-regression"]
+    assert errors.recorded_outcome == "rolled_back" and errors.new_outcome != "rolled_back"
+    d = errors.difference
+    assert d is not None and d.recorded == "rollback" and d.new != "rollback"
+    assert "regression" in d.recorded_reason and "< 2000000" in d.new_reason  # alpha split over 2 metrics
+    assert run.totals.rolled_back_to_promoted + run.totals.undecided >= 1
+    frame = backtest_frame(fleet, strict)
     assert list(frame["rollout_id"]) == [r.rollout_id for r in run.results]
     assert frame.attrs["totals"]["rollouts"] == len(SCENARIOS)
-    assert frame.attrs["totals"]["promoted_to_rolled_back"] == run.totals.promoted_to_rolled_back
+    assert frame.set_index("rollout_id").loc["r-error-regression", "recorded_decision"] == "rollback"
 
 
 def test_cli_backtest_json_and_table(fleet: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,9 +109,9 @@ def test_cli_backtest_errors_are_one_line(fleet: str, capsys: pytest.CaptureFixt
 def test_a_fleet_change_applies_to_each_recorded_config_and_a_config_only_to_its_target(fleet: str) -> None:
     from analyzer.backtest import with_analysis
 
-    lax = backtest(fleet, lambda spec: with_analysis(spec, alpha=0.3, tolerance=1.05))
-    assert len(lax.results) == len(SCENARIOS) and not lax.skipped
-    assert any(r.difference is not None for r in lax.results)
+    strict = backtest(fleet, lambda spec: with_analysis(spec, alpha=1e-6))
+    assert len(strict.results) == len(SCENARIOS) and not strict.skipped
+    assert any(r.difference is not None for r in strict.results)
     other = load_spec(SPEC).model_copy(update={"metadata": load_spec(SPEC).metadata.model_copy(
         update={"name": "ratings"})})
     run = backtest(fleet, other)
