@@ -6,6 +6,7 @@ Revises: 0001
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
@@ -15,7 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_rollouts_finished", "rollouts", ["finished_at"])
+    indexes = {i["name"] for i in sa.inspect(op.get_bind()).get_indexes("rollouts")}
+    if "ix_rollouts_finished" not in indexes:
+        op.create_index("ix_rollouts_finished", "rollouts", ["finished_at"])
 
 
 def downgrade() -> None:
