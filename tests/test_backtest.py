@@ -74,7 +74,9 @@ def test_a_stricter_config_changes_decisions_and_says_where(fleet: str, tmp_path
     assert errors.recorded_outcome == "rolled_back" and errors.new_outcome != "rolled_back"
     d = errors.difference
     assert d is not None and d.recorded == "rollback" and d.new != "rollback"
-    assert "regression" in d.recorded_reason and "< 2000000" in d.new_reason  # alpha split over 2 metrics
+    assert "regression" in d.recorded_reason and d.new_reason.startswith("continue")
+    at = next(t for t in errors.ticks if t.tick == d.tick)
+    assert min(v.threshold for v in at.verdicts if v.gate and v.threshold) >= 1e6  # the new threshold applied
     assert run.totals.rolled_back_to_promoted + run.totals.undecided >= 1
     frame = backtest_frame(fleet, strict)
     assert list(frame["rollout_id"]) == [r.rollout_id for r in run.results]

@@ -49,7 +49,7 @@ def _report(url: str, rollout_id: str, out: Path) -> str:
 
 def test_report_explains_the_verdict_and_holds_every_part(store_url: str, tmp_path: Path) -> None:
     page = _report(store_url, "errors-1", tmp_path / "r.html")
-    assert "Rolled back after 3 minutes" in page
+    assert re.search(r"Rolled back after \d+(\.\d+)? minutes", page)
     assert "errors proved a regression" in page
     assert page.count("<svg") >= 5  # weights, error rate, evidence and ratio per metric
     for part in ("Weight timeline", "Decision log", "Events", "Config", "errors: evidence against its threshold",
