@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Make sure the real servers the tests use are installed: Prometheus (with promtool), PostgreSQL, and
-# Debian's chromium (the HTML report is opened in it headless).
+# Debian's chromium (the HTML report is opened in it headless) with chromium-driver (the dashboard's Selenium tests).
 # The test fixtures start them on loopback ports; this script only installs what is missing (as root).
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)  # Selenium drives the dashboard's browser tests
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi

@@ -35,6 +35,7 @@ from analyzer.app.daemon import OWNER, Daemon
 from analyzer.app.settings import ServeSettings, Tokens
 from analyzer.app.status import status_json
 from analyzer.app.telemetry import CONTENT_TYPE, Telemetry
+from analyzer.app.web import dashboard
 from analyzer.config import PrometheusSource, RolloutSpec, SpecError, parse_spec
 from analyzer.errors import UserError
 from analyzer.model import Command, Phase
@@ -304,6 +305,7 @@ def create_app(service: Service) -> FastAPI:
     _handlers(app)
     app.include_router(_ops_routes(service))
     app.include_router(_rollout_routes(service), responses=_ERRORS)
+    app.include_router(dashboard.router(service))  # the web dashboard: /, /rollouts/{id}, /plan, /login
 
     @app.middleware("http")
     async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
