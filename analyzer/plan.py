@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from analyzer.config import ErrorRateMetric, LatencyMetric, RolloutSpec
 from analyzer.judge import promotion_rules
-from analyzer.stats.rate_ratio import FirstPassage, detection_power, first_passage, ratio_grid
+from analyzer.stats.rate_ratio import FirstPassage, first_passage
 
 PLAN_POWER = 0.8
 REPLICATES = 100
@@ -157,62 +157,53 @@ def _metric_plan(
     return detections, Promotion(label, m, m is not None and m <= budget_min)
 
 
-def promotion_power(exposure: np.ndarray, rate: float, tolerance: float, alpha: float, *, replicates: int = 300,
-                    seed: int = 0) -> float:
-    """P(a canary as good as the baseline shows non-inferiority below `tolerance` by the end of `exposure`).
-
-    Monte Carlo like `detection_power`: Poisson events at the same rate in both subsets, intervals pooled by
-    canary share; only the evidence at the end is checked (the promotion rule needs its dwell first).
-    """
-    exp = np.asarray(exposure, dtype=float).reshape(-1, 2)
-    if exp.size == 0 or rate <= 0:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    share = np.round(exp[:, 0] / np.maximum(exp.sum(axis=1), 1.0), 2)
-    _, group = np.unique(share, return_inverse=True)
-    n_c, n_b = np.bincount(group, weights=exp[:, 0]), np.bincount(group, weights=exp[:, 1])
-    e_c = rng.poisson(n_c * rate, size=(replicates, n_c.size))
-    e_b = rng.poisson(n_b * rate, size=(replicates, n_b.size))
-    grid = ratio_grid(tolerance)
-    thetas = np.concatenate([grid.thetas[grid.promote], [tolerance]])
-    rho = n_c / np.maximum(n_c + n_b, 1.0)
-    pen = (e_c + e_b).astype(float) @ np.log1p(rho[:, None] * (thetas - 1.0))  # [R, G+1]
-    ll = e_c.sum(axis=1)[:, None] * np.log(thetas) - pen
-    alt = ll[:, :-1]
-    top = alt.max(axis=1)
-    log_mix = top + np.log(np.exp(alt - top[:, None]).sum(axis=1)) - np.log(alt.shape[1])
-    return float((log_mix - ll[:, -1] >= math.log(1.0 / alpha)).mean())
-
-
 MAX_LOAD_FACTOR = 1000.0  # search for load up to this many times the service's own traffic
+LoadCase = tuple[ErrorRateMetric | LatencyMetric, str, float]  # (metric, label, event rate at the baseline)
 
 
-def load_to_decide(spec: RolloutSpec, *, rps: float, rates: list[tuple[str, float, float, float]]) -> LoadAdvice:
-    """The smallest synthetic load (rps) with which, within the budget, a healthy canary promotes and an `mde`
-    regression is caught, each with probability `analysis.power`, for every (metric, rate, mde, alpha) given."""
+def load_to_decide(spec: RolloutSpec, *, rps: float, cases: list[LoadCase]) -> LoadAdvice:
+    """The smallest synthetic load (rps) with which, within the budget and through the same tempered gate as the
+    judge, a healthy canary promotes and an `mde` regression is caught, each with probability `analysis.power`."""
     power = spec.analysis.power
-    k = max(1, int(spec.timing.budget / spec.timing.interval))
-    tolerance = {m.name: m.tolerance for m in spec.analysis.metrics if isinstance(m, ErrorRateMetric | LatencyMetric)}
+    # Promotion needs every gate metric at once: each gets the power's root (as if independent).
+    each = power ** (1 / max(1, len(cases)))
+    budget_min = spec.timing.budget / 60
+    interval_min = spec.timing.interval / 60
 
     def shortfall(extra: float) -> str | None:
-        exposure = expected_exposure(spec, rps + extra, int(spec.timing.budget / 60) + 1)[:k]
-        for name, rate, mde, alpha in rates:
-            if detection_power(exposure, rate, mde, alpha, replicates=300) < power:
-                return f"{name}: catch a {mde:g}x regression"
-            tol = tolerance.get(name.split(">")[0], 1.5)
-            if promotion_power(exposure, rate, tol, spec.analysis.promotion_alpha) < power:
-                return f"{name}: show a healthy canary below {tol:g}x"
+        exposure, offset = _gate_exposure(spec, expected_exposure(spec, rps + extra, int(budget_min) + 1))
+        ticks = max(1, round((budget_min - offset) / interval_min))
+        exposure = exposure[:ticks]
+        first_promotion = max(1, round(_promotion_floor(spec) / interval_min))
+        for metric, label, rate in cases:
+            alpha = spec.analysis.alpha_for(metric.name)
+            if spec.strategy.header_phase is not None and spec.strategy.type == "canary":
+                alpha *= 1 - spec.strategy.header_phase.alpha_share
+            prom_alpha = spec.analysis.promotion_alpha / promotion_rules(spec, metric)
+
+            def passage(ratio: float, alpha: float = alpha, prom_alpha: float = prom_alpha,
+                        metric: ErrorRateMetric | LatencyMetric = metric, rate: float = rate) -> FirstPassage:
+                return first_passage(exposure, rate, ratio, alpha=alpha, promotion_alpha=prom_alpha,
+                                     tolerance=metric.tolerance, mde=metric.mde, noise=metric.interval_noise,
+                                     replicates=REPLICATES)
+
+            if float((passage(metric.mde).rollback > 0).mean()) < power:
+                return f"{label}: catch a {metric.mde:g}x regression"
+            healthy = passage(1.0)
+            promoted = (healthy.promotion > 0) & (healthy.rollback == 0)
+            if float(promoted.mean()) < each or ticks < first_promotion:
+                return f"{label}: show a healthy canary below {metric.tolerance:g}x"
         return None
 
     binding = shortfall(0.0)
     if binding is None:
         return LoadAdvice(0.0, power, "none: the service's own traffic suffices")
-    hi = rps
+    hi = max(rps, 1.0)
     while shortfall(hi) is not None:
         hi *= 2
-        if hi > MAX_LOAD_FACTOR * rps:
+        if hi > MAX_LOAD_FACTOR * max(rps, 1.0):
             return LoadAdvice(None, power, binding)
-    lo = hi / 2 if hi > rps else 0.0
+    lo = hi / 2 if hi > max(rps, 1.0) else 0.0
     while hi - lo > max(0.5, 0.05 * hi):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if shortfall(mid) is None else (mid, hi)
@@ -226,15 +217,14 @@ def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, late
     detections: list[Detection] = []
     promotions: list[Promotion] = []
     notes: list[str] = []
-    rates: list[tuple[str, float, float, float]] = []  # (metric, event rate, mde, alpha) for the load advice
+    cases: list[LoadCase] = []  # what the load advice must make decidable
     median = latency_p99_ms / math.exp(norm.ppf(0.99) * ASSUMED_SIGMA)
     for metric in spec.analysis.metrics:
         if not metric.gate:
             continue
         if isinstance(metric, ErrorRateMetric):
-            alpha = spec.analysis.alpha_for(metric.name)
             if baseline_error_rate > 0:
-                rates.append((metric.name, baseline_error_rate, metric.mde, alpha))
+                cases.append((metric, metric.name, baseline_error_rate))
             ratios = [(f"{r:g}x error rate", r) for r in sorted({*RATIOS, metric.mde})]
             found, prom = _metric_plan(spec, metric, metric.name, exposure, offset, baseline_error_rate, ratios)
             detections += found
@@ -244,7 +234,6 @@ def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, late
                              "promotion on non-inferiority; only an opt-in negligibleRate can promote "
                              f"(now {metric.negligible_rate})")
         elif isinstance(metric, LatencyMetric):
-            alpha = spec.analysis.alpha_for(metric.name)
             for edge in metric.gate_edges:
                 base = float(norm.sf((math.log(edge) - math.log(median)) / ASSUMED_SIGMA))
                 ratios = []
@@ -257,11 +246,11 @@ def make_plan(spec: RolloutSpec, *, rps: float, baseline_error_rate: float, late
             slo_edge = max(metric.gate_edges)
             slow_share = float(norm.sf((math.log(slo_edge) - math.log(median)) / ASSUMED_SIGMA))
             if slow_share > 0:
-                rates.append((f"{metric.name}>{slo_edge:g}ms", slow_share, metric.mde, alpha))
+                cases.append((metric, f"{metric.name}>{slo_edge:g}ms", slow_share))
             notes.append(f"latency assumes lognormal durations (log-sd {ASSUMED_SIGMA}) with p99 {latency_p99_ms:g} ms")
     notes.append("figures assume binomial telemetry; with noise between intervals (pods varying minute to minute) "
                  "the gate's noise bound stays wider and decisions take longer (docs/statistics-validity.md)")
-    load = load_to_decide(spec, rps=rps, rates=rates) if rates else None
+    load = load_to_decide(spec, rps=rps, cases=cases) if cases else None
     return PlanReport(spec.name, rps, budget_min, _best_edges(detections), notes, load, promotions)
 
 
