@@ -8,6 +8,7 @@ The client runs on its own event loop in a background thread, so the rollout's t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 
@@ -31,7 +32,8 @@ class HttpLoadGenerator:
         self._since: float | None = None
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
-        self._task: asyncio.Future[None] | None = None
+        self._task: concurrent.futures.Future[None] | None = None
+        self._halt = threading.Event()  # the run loop ends itself, so the HTTP client closes on its own loop
         threading.Thread(target=self._loop.run_forever, name="load-generator", daemon=True).start()
 
     def set_active(self, active: bool) -> None:
@@ -39,14 +41,21 @@ class HttpLoadGenerator:
             running = self._task is not None and not self._task.done()
             if active and not running:
                 self._since = time.monotonic()
-                self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)  # type: ignore[assignment]
+                self._halt.clear()
+                self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
                 log.info("load_started", url=self.url, rps=self.rps)
             elif not active and running:
                 assert self._task is not None
-                self._task.cancel()
+                self._halt.set()
                 self._active_s += time.monotonic() - (self._since or time.monotonic())
                 self._since = None
-                log.info("load_stopped", url=self.url, sent=self._sent)
+                task = self._task
+        if not active and running:
+            try:
+                task.result(timeout=self.load.timeout + 2)
+            except Exception:  # timed out, cancelled or failed: the loop must not outlive the rollout
+                task.cancel()
+            log.info("load_stopped", url=self.url, sent=self._sent)
 
     def stats(self) -> LoadStats:
         with self._lock:
@@ -64,7 +73,7 @@ class HttpLoadGenerator:
         async with httpx.AsyncClient(timeout=self.load.timeout) as client:
             next_at = time.monotonic()
             try:
-                while True:
+                while not self._halt.is_set():
                     now = time.monotonic()
                     if next_at > now:
                         await asyncio.sleep(next_at - now)
@@ -80,6 +89,7 @@ class HttpLoadGenerator:
             finally:
                 for task in pending:
                     task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def _one(self, client: httpx.AsyncClient, slots: asyncio.Semaphore) -> None:
         with self._lock:
