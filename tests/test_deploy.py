@@ -171,3 +171,13 @@ def test_the_image_is_slim_non_root_and_pinned() -> None:
     for dep in [*project["dependencies"], *project["optional-dependencies"]["postgres"]]:
         name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0]).lower()
         assert name in pinned, f"{name} is not pinned in deploy/requirements.lock"
+
+
+def test_every_dependency_has_an_upper_bound() -> None:
+    """A new major release of a library or CLI (ruff included) must not change behaviour unseen."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    deps = [*project["dependencies"], *pyproject["build-system"]["requires"],
+            *(d for group in project["optional-dependencies"].values() for d in group)]
+    unbounded = [d for d in deps if "<" not in d.split(";")[0]]
+    assert unbounded == []
