@@ -72,7 +72,7 @@ class Service:
         if self.daemon is not None:
             self.telemetry = self.daemon.telemetry
         if self.hooks is None:
-            self.hooks = flagger.FlaggerHooks(self.settings, self.load_spec)
+            self.hooks = flagger.FlaggerHooks(self.settings, self.store, self.load_spec)
 
     def load_spec(self, name: str) -> tuple[RolloutSpec, str]:
         names.check_subdomain("spec", name)
@@ -480,6 +480,8 @@ def _rollout_routes(service: Service) -> APIRouter:
             out = service.hooks.call(body)
         except flagger.Unreachable as exc:
             raise ApiError(424, str(exc)) from None
+        except flagger.Busy as exc:
+            raise ApiError(503, str(exc)) from None
         if out.verdict == "fail":
             response.status_code = 412
         return out
