@@ -10,7 +10,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from analyzer.app.api import Service
 from analyzer.app.cli.main import main
 from analyzer.config import RolloutSpec, load_spec
 from analyzer.judge import JudgeContext, initial_evidence, judge
-from analyzer.model import MetricVerdict, Observation
+from analyzer.model import MetricVerdict, Observation, SubsetCounts
 from analyzer.ports import SourceUnavailable
 from analyzer.sim.clock import EPOCH
 from analyzer.sim.mesh import SimulatedMesh
@@ -51,8 +51,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
 class Replica:
     """One `serve` process: its own store connection, its own app."""
 
-    def __init__(self, env: Env, stack: ExitStack) -> None:
-        self.svc: Service = service(env, daemon=False)
+    def __init__(self, env: Env, stack: ExitStack, *, sim: bool = True) -> None:
+        self.svc: Service = service(env, daemon=False, sim=sim)
         stack.callback(self.svc.store.close)
         self.client = stack.enter_context(TestClient(app_for(self.svc)))
 
@@ -222,3 +222,61 @@ def test_a_simulated_mesh_rebuilt_from_its_stored_generator_continues_exactly():
                 counted += 1
             state = flagger._rng_out(rebuilt)
         assert counted >= 8, scenario
+
+
+class CountingSource:
+    """A live metric source (Prometheus in a cluster) that records the windows it is asked about."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[datetime, datetime]] = []
+        self.lock = threading.Lock()
+
+    def query_lag(self, spec: RolloutSpec) -> float:
+        return 0.0
+
+    def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
+        with self.lock:
+            self.windows.append((start, end))
+        edges = spec.analysis.bucket_edges
+        counts = SubsetCounts(6000, 6, tuple([6000] * (len(edges) + 1)))
+        return Observation(start, end, counts, counts, edges)
+
+
+def test_live_calls_on_two_replicas_judge_each_wall_clock_interval_once(env, monkeypatch):
+    source = CountingSource()
+    monkeypatch.setattr(flagger.wiring, "metric_source", lambda spec: source)
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    now = [t0]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:  # type: ignore[override]
+            return now[0]  # type: ignore[return-value]
+
+    monkeypatch.setattr(flagger, "datetime", Clock)
+    with ExitStack() as stack:
+        a, b = (Replica(env, stack, sim=False) for _ in range(2))
+        minute = timedelta(seconds=a.svc.load_spec("reviews")[0].timing.interval)
+
+        def call(replica: Replica) -> int:
+            body = {"name": "reviews", "namespace": "bookinfo", "checksum": "live-1", "metadata": {"spec": "reviews"}}
+            r = replica.client.post("/v1/hooks/flagger", json=body, headers=READ)
+            assert r.status_code == 200, r.text
+            return int(r.json()["intervals"])
+
+        assert call(a) == 1  # the first call judges the interval that just ended
+        now[0] = t0 + minute / 2
+        assert call(b) == 1  # called again within the interval: answered from what is known
+        now[0] = t0 + minute * 2.5
+        assert call(b) == 2  # the whole time since the last judged interval, once
+        # A burst on both replicas at one moment: one judges the interval, the others answer from it.
+        now[0] = t0 + minute * 4
+        seen: list[int] = []
+        threads = [threading.Thread(target=lambda r=r: seen.append(call(r))) for r in (a, b) * 4]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert seen == [3] * 8
+    judged = sorted(set(source.windows))  # a lost compare-and-set may have read a window it did not judge
+    assert judged == [(t0 - minute, t0), (t0, t0 + minute * 2.5), (t0 + minute * 2.5, t0 + minute * 4)]

@@ -470,7 +470,8 @@ def _rollout_routes(service: Service) -> APIRouter:
             raise ApiError(424, str(exc)) from None
 
     @router.post("/hooks/flagger", response_model=flagger.HookOut, dependencies=READ,
-                 responses={412: {"model": flagger.HookOut, "description": "A regression is proven"}})
+                 responses={412: {"model": flagger.HookOut, "description": "A regression is proven"},
+                            503: {"model": ErrorOut, "description": "Concurrent calls on the release kept winning"}})
     def flagger_hook(body: flagger.FlaggerPayload, response: Response) -> flagger.HookOut:
         """Flagger webhook: 200 while the canary is not shown worse, 412 once a regression is proven."""
         names.check_label("namespace", body.namespace)
