@@ -280,3 +280,14 @@ def test_live_calls_on_two_replicas_judge_each_wall_clock_interval_once(env, mon
     assert seen == [3] * 8
     judged = sorted(set(source.windows))  # a lost compare-and-set may have read a window it did not judge
     assert judged == [(t0 - minute, t0), (t0, t0 + minute * 2.5), (t0 + minute * 2.5, t0 + minute * 4)]
+
+
+def test_bad_release_fields_get_one_line_naming_the_field(replicas):
+    a, _ = replicas
+    base = {"name": "reviews", "namespace": "bookinfo", "metadata": {"spec": "reviews"}}
+    for extra, field in (({"checksum": "abc\x00def"}, "checksum"),
+                         ({"metadata": {"spec": "reviews", "seed": "²"}}, "metadata.seed"),
+                         ({"metadata": {"spec": "reviews", "seed": str(2**64)}}, "metadata.seed"),
+                         ({"metadata": {"spec": "reviews", "scenario": "nope"}}, "metadata.scenario")):
+        r = a.client.post("/v1/hooks/flagger", json={**base, **extra}, headers=READ)
+        assert r.status_code == 400 and r.json()["error"].startswith(field), (extra, r.text)

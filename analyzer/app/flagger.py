@@ -100,6 +100,8 @@ class FlaggerHooks:
         self._lock = threading.Lock()
 
     def call(self, payload: FlaggerPayload) -> HookOut:
+        if not payload.checksum.isprintable():  # a hash in practice; PostgreSQL cannot store NUL in text
+            raise SpecError(f"checksum: {payload.checksum!r} has control characters")
         key = (payload.namespace, payload.name, payload.checksum)
         for attempt in range(ATTEMPTS):
             release = hook_releases.get(self.store, *key) or self._new(payload)
@@ -148,7 +150,8 @@ class FlaggerHooks:
             raise SpecError(f"metadata.scenario: {scenario!r} is not a built-in scenario")
         seed_text = payload.metadata.get("seed", "0")
         weight_text = payload.metadata.get("canaryWeight", "50")
-        if not seed_text.isdigit() or not weight_text.isdigit() or not 1 <= int(weight_text) <= 99:
+        digits = seed_text.isascii() and seed_text.isdigit() and weight_text.isascii() and weight_text.isdigit()
+        if not digits or not 1 <= int(weight_text) <= 99:
             raise SpecError(f"metadata.seed {seed_text!r} / metadata.canaryWeight {weight_text!r}: "
                             "a seed >= 0 and a weight 1-99")
         if int(seed_text) >= 2**63:
