@@ -9,6 +9,7 @@ The evidence lives in the store (table `hook_releases`, `analyzer.store.hook_rel
 process: every replica serves the webhook, a pipeline's successive calls land on any of them, and a
 restarted replica continues where the release was. A call reads the release, judges, and writes it back
 only if no other call wrote it meanwhile (compare-and-set), else reads again: an interval is judged once.
+A release keeps the spec text it began with (a later edit of the specs directory applies to new checksums).
 A simulated release keeps its mesh's random generator state in the row, because an interval's draws
 depend on every earlier interval's; the mesh is rebuilt from it on whichever replica the call lands.
 """
