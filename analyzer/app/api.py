@@ -72,7 +72,7 @@ class Service:
         if self.daemon is not None:
             self.telemetry = self.daemon.telemetry
         if self.hooks is None:
-            self.hooks = flagger.FlaggerHooks(self.settings, self.load_spec)
+            self.hooks = flagger.FlaggerHooks(self.settings, self.store, self.load_spec)
 
     def load_spec(self, name: str) -> tuple[RolloutSpec, str]:
         names.check_subdomain("spec", name)
@@ -470,7 +470,8 @@ def _rollout_routes(service: Service) -> APIRouter:
             raise ApiError(424, str(exc)) from None
 
     @router.post("/hooks/flagger", response_model=flagger.HookOut, dependencies=READ,
-                 responses={412: {"model": flagger.HookOut, "description": "A regression is proven"}})
+                 responses={412: {"model": flagger.HookOut, "description": "A regression is proven"},
+                            503: {"model": ErrorOut, "description": "Concurrent calls on the release kept winning"}})
     def flagger_hook(body: flagger.FlaggerPayload, response: Response) -> flagger.HookOut:
         """Flagger webhook: 200 while the canary is not shown worse, 412 once a regression is proven."""
         names.check_label("namespace", body.namespace)
@@ -480,6 +481,8 @@ def _rollout_routes(service: Service) -> APIRouter:
             out = service.hooks.call(body)
         except flagger.Unreachable as exc:
             raise ApiError(424, str(exc)) from None
+        except flagger.Busy as exc:
+            raise ApiError(503, str(exc)) from None
         if out.verdict == "fail":
             response.status_code = 412
         return out

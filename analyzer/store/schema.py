@@ -1,4 +1,5 @@
-"""The history tables (SQLAlchemy Core). Append-only except rollouts' current phase and actions' results.
+"""The history tables (SQLAlchemy Core). Append-only except rollouts' current phase, actions' results and the
+Flagger webhook releases (one row per release, rewritten by each call).
 
 The database is built and upgraded by the Alembic migrations in `migrations/` (`analyzer.store.migrate`);
 a change here needs a new revision there, and a test checks the two agree.
@@ -198,4 +199,30 @@ rollout_routes = Table(
     Column("namespace", String(253), nullable=False),
     Column("virtual_service", String(253), nullable=False),
     Index("ix_rollout_routes_vs", "namespace", "virtual_service"),
+)
+
+# ---- Flagger webhook releases: the evidence of one release (checksum) of one canary, shared by every replica ----
+
+hook_releases = Table(
+    "hook_releases",
+    metadata,
+    Column("namespace", String(63), primary_key=True),
+    Column("name", String(253), primary_key=True),
+    Column("checksum", String(256), primary_key=True),
+    Column("spec_name", String(253), nullable=False),
+    Column("spec_text", Text, nullable=False),  # the spec the release began with: a later edit does not apply
+    Column("evidence", JSON, nullable=False),  # codec-encoded Evidence
+    Column("last_end", UtcDateTime),  # end of the last interval judged
+    Column("intervals", Integer, nullable=False),
+    Column("verdicts", JSON, nullable=False),  # the last interval's MetricVerdicts, codec-encoded
+    Column("failed", JSON),  # the answer given once a regression was proven: it stays the answer
+    # serve --sim: what rebuilds the simulated release (NULL scenario = a live release reading Prometheus)
+    Column("scenario", String(100)),
+    Column("seed", BigInteger),
+    Column("canary_weight", Integer),
+    Column("sim_state", JSON),  # the simulated mesh's random generator after the last interval
+    Column("version", Integer, nullable=False),  # compare-and-set: each write expects the version it read
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),  # last call (retention drops releases not called since)
+    Index("ix_hook_releases_updated", "updated_at"),
 )

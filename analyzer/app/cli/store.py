@@ -36,20 +36,25 @@ def prune(
     db: Annotated[str, typer.Option(help="SQLAlchemy URL of the history store")] = DEFAULT_DB,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted")] = False,
 ) -> None:
-    """Retention, when asked: delete finished rollouts older than a limit. Running ones are kept."""
+    """Retention, when asked: delete finished rollouts older than a limit, and Flagger webhook releases not called
+    for as long. Running rollouts are kept."""
     from analyzer.app.cli.backtest import parse_age
-    from analyzer.store.retention import prune as prune_store
+    from analyzer.store.retention import prune_all
 
     age = parse_age(older_than)
     if age is None:
         raise UserError(f"--older-than: {older_than!r} is not an age such as 90d, 12h or 30m")
     try:
-        ids = prune_store(db, age, dry_run=dry_run)
+        pruned = prune_all(db, age, dry_run=dry_run)
     except FileNotFoundError:
         raise UserError(f"--db: no history store at {db!r}") from None
     verb = "would delete" if dry_run else "deleted"
+    ids = pruned.rollouts
     out.print(f"{verb} {len(ids)} rollouts finished before {older_than} ago" + (": " + ", ".join(ids) if ids else ""),
               markup=False)
+    if pruned.hook_releases:
+        out.print(f"{verb} {len(pruned.hook_releases)} Flagger webhook releases not called for {older_than}",
+                  markup=False)
 
 
 def export(
