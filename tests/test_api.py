@@ -303,6 +303,17 @@ def test_source_errors_are_counted_by_source(env):
         assert errors(c) >= 1
 
 
+def test_report_is_a_self_contained_page_for_a_read_token(env):
+    with TestClient(app_for(service(env, sim_speed=600))) as c:
+        rollout = start(c, scenario="error-regression", seed=1)
+        assert wait(c, rollout["id"])["phase"] == "RolledBack"
+        assert c.get(f"/v1/rollouts/{rollout['id']}/report").status_code == 401
+        r = c.get(f"/v1/rollouts/{rollout['id']}/report", headers=READ)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert rollout["id"] in r.text and "<svg" in r.text and "<script src" not in r.text
+        assert c.get("/v1/rollouts/nope/report", headers=READ).status_code == 404
+
+
 # ---- Flagger webhook ----
 
 

@@ -237,6 +237,21 @@ def test_rollout_page_shows_charts_log_events_and_spec(client: TestClient, env: 
     assert client.get("/rollouts/nope").status_code == 404
 
 
+def test_rollout_page_links_its_report_which_downloads_for_a_signed_in_user(client: TestClient, env: Env) -> None:
+    rollout_id = _markup_store(env)
+    assert client.get(f"/rollouts/{rollout_id}/report", follow_redirects=False).status_code == 303
+    sign_in(client, READ_TOKEN)
+    page = client.get(f"/rollouts/{rollout_id}").text
+    link = re.search(r'<a id="report" href="([^"]+)" download>', page)
+    assert link is not None
+    r = client.get(link.group(1))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert rollout_id in r.text and "<svg" in r.text and "rolled back" in r.text.lower()
+    assert MARKUP not in r.text and "<b>bold</b>" not in r.text  # the spec's markup stays text
+    assert client.get("/rollouts/nope/report").status_code == 404
+
+
 def test_live_stream_pushes_new_ticks_of_a_running_rollout(client: TestClient) -> None:
     rollout_id = start(client, scenario="low-traffic")
     sign_in(client, READ_TOKEN)

@@ -22,7 +22,7 @@ import yaml
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -445,6 +445,15 @@ def _rollout_routes(service: Service) -> APIRouter:
             if Phase(current.summary.phase).terminal or time.monotonic() >= deadline:
                 return status_json(current)
             await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    @router.get("/rollouts/{rollout_id}/report", response_model=None, dependencies=READ,  # errors stay JSON
+                responses={200: {"content": {"text/html": {"schema": {"type": "string"}}},
+                                 "description": "A self-contained HTML page"}})
+    def report_rollout(rollout_id: RolloutId) -> HTMLResponse:
+        """One rollout as a self-contained HTML page that opens offline: the same as `canary-analyzer report`."""
+        from analyzer.app.web.report import render_report  # pandas loads only when a report is asked for
+
+        return HTMLResponse(render_report(store, rollout_id))
 
     @router.post("/rollouts/{rollout_id}/{command}", status_code=202, response_model=CommandOut,
                  dependencies=OPERATE)

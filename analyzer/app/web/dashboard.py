@@ -264,6 +264,22 @@ def router(service: Service) -> APIRouter:
         return _html(pages.rollout_page(rollout_id, sections, detail.spec_text, rollout_spec(b.store, rollout_id),
                                         session=session, csrf=csrf, live=live))
 
+    @r.get("/rollouts/{rollout_id}/report")
+    def report(request: Request, rollout_id: str) -> Response:
+        """The rollout's self-contained HTML report (`canary-analyzer report`), as a download."""
+        session = current(request)
+        if session is None:
+            return _to_login(request)
+        from analyzer.app.web.report import render_report  # pandas loads only when a report is asked for
+
+        try:
+            page = render_report(b.store, rollout_id)
+        except RolloutNotFound:
+            return _html(pages.message_page("Not found", f"No rollout {rollout_id!r}.", session=session,
+                                            csrf=b.signer.csrf(session)), 404)
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in rollout_id)
+        return HTMLResponse(page, headers={"Content-Disposition": f'attachment; filename="report-{name}.html"'})
+
     def _operator(request: Request, rollout_id: str, command: str | None) -> tuple[Session, Command] | Response:
         session = current(request)
         if session is None:

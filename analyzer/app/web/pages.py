@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import yaml
@@ -344,6 +345,8 @@ def rollout_page(rollout_id: str, sections: dict[str, str], spec_text: str, spec
     text = spec_text or yaml.safe_dump(spec, sort_keys=False)
     body = (
         f"<h1>Rollout {e(rollout_id)}</h1>"
+        f'<p><a id="report" href="/rollouts/{quote(rollout_id)}/report" download>Download the report</a> '
+        "(one HTML file that opens offline)</p>"
         f'<div id="live-head">{sections["head"]}</div>'
         f'<div id="live-commands">{sections["commands"]}</div>'
         f'<h2>Charts</h2><div id="live-charts">{sections["charts"]}</div>'
