@@ -291,7 +291,8 @@ def _step(
         edge = next_window_start(start, end, obs) if start < end else state.last_edge
         state = replace(state, evidence=evidence, last_edge=edge)
     elif command is not None:
-        state = replace(state, last_edge=None)  # after a pause or a person's command the windows start afresh
+        # After a pause or a person's command the windows start afresh, one scrape after the routes it re-applies.
+        state = replace(state, last_edge=rec.now + timedelta(seconds=lag))
     hooks, blocked = _hook_answers(previous, rec) if command is None else (None, None)
     new_state, decision = policy.decide(new_spec, state, verdicts, rec.now, command, hooks)
     # A confirm hook that refused held the tick; it is asked (and so refuses) only before the same kind of move.

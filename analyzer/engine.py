@@ -140,8 +140,9 @@ class Engine:
             edge = next_window_start(start, end, observation) if start < end else state.last_edge
             state = replace(state, evidence=evidence, last_edge=edge)
         elif command is not None:
-            # After a pause or a person's command the evidence windows start afresh.
-            state = replace(state, last_edge=None)
+            # After a pause or a person's command the evidence windows start afresh, one scrape after the routes
+            # the command (re-)applies: a resume after a third party moved traffic must not mix two splits.
+            state = replace(state, last_edge=now + timedelta(seconds=self.lag))
         hooks = self._gate_hooks(state) if command is None else None
         new_state, decision = policy.decide(self.spec, state, verdicts, now, command, hooks)
         if command is None and not (hooks and hooks.blocked):

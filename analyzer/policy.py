@@ -100,9 +100,9 @@ def judge_context(spec: RolloutSpec, state: RolloutState, now: datetime, *, seed
     warmup = state.started_at is not None and warming_up(
         spec, state.started_at + timedelta(seconds=spec.timing.interval), now)
     share: float | None = None
-    # The first interval of a step still holds traffic routed by the old weights (scrape and query lag),
-    # so the split is only checked from the second interval on.
-    if state.phase is Phase.PROGRESSING and not state.header_route and state.step_ticks_all > 0:
+    # Every window holds one split (issue 9 §2): a step's first window starts one scrape after the change, and
+    # after a command one scrape after its re-applied routes (Engine._window), so the first window is checked too.
+    if state.phase is Phase.PROGRESSING and not state.header_route:
         share = state.weights.get(spec.target.canary.subset, 0) / 100.0
     # Promotion evidence is only worth computing once this tick can complete the dwell.
     promote = _at_last_partial(spec, state) and dwell_done(spec, state.step_ticks + 1)

@@ -229,9 +229,10 @@ def test_final_phases_do_nothing() -> None:
 def test_judge_context_expected_share_and_warmup() -> None:
     state = at_step(1)
     first = policy.judge_context(SPEC, state, T0 + 5 * MIN)
-    assert first.expected_share is None  # the first interval of a step mixes old and new weights
+    assert first.expected_share == 0.25  # a step's first window starts after the change: its split is checked
     ctx = policy.judge_context(SPEC, replace(state, step_ticks_all=1), T0 + 5 * MIN)
     assert ctx.expected_share == 0.25 and not ctx.warmup and not ctx.assess_promotion
+    assert policy.judge_context(SPEC, replace(state, header_route=True), T0).expected_share is None
     spec = SPEC.model_copy(update={"timing": SPEC.timing.model_copy(update={"warmup": 120.0})})
     assert policy.judge_context(spec, state, T0 + 2 * MIN).warmup
     assert not policy.judge_context(spec, state, T0 + 4 * MIN).warmup

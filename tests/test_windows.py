@@ -132,10 +132,56 @@ def test_a_command_starts_the_windows_afresh_and_the_edge_is_persisted():
     clock.advance(60)
     e.tick(Command.PAUSE)
     e.tick(Command.RESUME)
-    assert e.state.last_edge is None
+    resumed = clock.now()
+    assert e.state.last_edge == resumed + LAG  # the first scrape after the routes the resume re-applies
     clock.advance(60)
     e.tick()
-    assert source.windows[-1][1] - source.windows[-1][0] == MIN
+    assert source.windows[-1] == (resumed + LAG, resumed + MIN - LAG)
+
+
+class LaggingSplitSource(ScriptedSource):
+    """Answers the first window after each weight change with the previous weight's split, as a window that
+    straddled the change would; `ScriptedSource`'s windows otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous = self.current = 0
+
+    def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
+        weight = self.router.get_weights(spec)["v2"]
+        if weight != self.current:
+            self.previous, self.current = self.current, weight
+            if self.previous > 0:  # from the second step on: the first window reads like the old split
+                self.router.set_weights(spec, {"v1": 100 - self.previous, "v2": self.previous})
+                try:
+                    return super().observe(spec, start, end)
+                finally:
+                    self.router.set_weights(spec, {"v1": 100 - weight, "v2": weight})
+        return super().observe(spec, start, end)
+
+
+def test_the_first_window_of_a_step_is_checked_for_a_sample_ratio_mismatch():
+    source = LaggingSplitSource()
+    e, clock = engine(make_spec([10, 50], min_dwell=2), source)
+    e.start()
+    reasons = []
+    for _ in range(6):
+        clock.advance(60)
+        out = e.tick()
+        reasons.append(out.decision.reason)
+        if e.state.phase is Phase.PAUSED:
+            break
+    assert e.state.phase is Phase.PAUSED and e.state.step == 1, reasons
+    assert "sample-ratio mismatch" in e.state.reason
+    assert e.state.step_ticks_all == 0  # halted on the step's first window, the one the old rule skipped
+
+
+def test_a_step_whose_first_window_holds_the_new_split_goes_on():
+    source = ScriptedSource()
+    e, clock = engine(make_spec([10, 50], min_dwell=2), source)
+    e.start()
+    ticks(e, clock, 6)
+    assert e.state.phase is not Phase.PAUSED and e.state.step == 1
 
 
 def test_a_gap_longer_than_an_hour_is_given_up_for_both_sides():
