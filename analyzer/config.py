@@ -258,8 +258,9 @@ class LatencyMetric(Model):
     weight: float = Field(default=1.0, gt=0, le=1e6)
     # Opt-in: an edge whose canary slow share is shown below this level may promote (same promotionAlpha).
     negligible_rate: float | None = Field(default=None, gt=0, lt=1)
-    # Prior bound on the noise between intervals of the exceedance ratio (0.25 covers ~3% per-minute median
-    # jitter of one canary pod at the p99 edge); 0 trusts the binomial model.
+    # Prior bound on the noise between intervals of the exceedance ratio at an edge with tail slope ≥ 7 (0.25 covers
+    # ~3.5% per-minute median jitter of one canary pod there); gentler edges get less (dispersion.edge_prior).
+    # 0 trusts the binomial model.
     interval_noise: float = Field(default=0.25, ge=0, le=2)
     bucket_edges: list[float] = Field(default_factory=lambda: list(ISTIO_DEFAULT_EDGES_MS))
 

@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from analyzer import kayenta_gate
 from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, RolloutSpec, TraceMetric
 from analyzer.evidence import CustomEvidence, EdgeEvidence, Evidence, MetricEvidence
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
+from analyzer.stats import dispersion
 from analyzer.stats.histogram import quantile_interval
 from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
 from analyzer.stats.srm import SrmEvidence
@@ -316,9 +319,13 @@ def _judge_latency(
                 gate=metric.gate)
         j = obs.edges.index(edge)
         counts[edge] = (_n(c), c.slow(j), _n(b), b.slow(j))
-    edges, verdict = _judge_edges(spec, metric, state.edges, counts, context, "requests")
-    # Cumulative `le` counts over the rollout, per subset, for descriptive quantiles.
-    new = EdgeEvidence(edges, _add(state.hist_canary, c), _add(state.hist_baseline, b))
+    # Cumulative `le` counts over the rollout, per subset: descriptive quantiles, and each edge's tail slope.
+    hist_c, hist_b = _add(state.hist_canary, c), _add(state.hist_baseline, b)
+    pooled = np.add(hist_c, hist_b, dtype=float)
+    bounds = dispersion.edge_priors(metric.interval_noise, obs.edges, pooled, [obs.edges.index(e) for e in counts])
+    priors = {edge: float(v) for edge, v in zip(counts, bounds, strict=True)}
+    edges, verdict = _judge_edges(spec, metric, state.edges, counts, context, "requests", priors)
+    new = EdgeEvidence(edges, hist_c, hist_b)
     quantiles = {"canary": _quantiles(obs.edges, new.hist_canary),
                  "baseline": _quantiles(obs.edges, new.hist_baseline)}
     return new, replace(verdict, details={**verdict.details, "quantiles_ms": quantiles})
@@ -369,14 +376,18 @@ def _judge_edges(
     counts: Mapping[float, tuple[int, int, int, int]],
     context: JudgeContext,
     unit: str,
+    priors: Mapping[float, float] | None = None,
 ) -> tuple[dict[str, RatioEvidence], MetricVerdict]:
-    """Exceedance e-processes at pre-registered edges, averaged (valid for "no edge worse", statistics.md §5.2)."""
+    """Exceedance e-processes at pre-registered edges, averaged (valid for "no edge worse", statistics.md §5.2).
+
+    `priors`: each edge's prior noise bound for this interval (latency: scaled by the edge's tail slope).
+    """
     alpha_j = spec.analysis.alpha_for(metric.name) * context.alpha_share
     new: dict[str, RatioEvidence] = {}
     per_edge: list[MetricVerdict] = []
     for edge, (n_c, s_c, n_b, s_b) in counts.items():
         key = _edge_key(edge)
-        ev = state[key].update(n_c, s_c, n_b, s_b)
+        ev = state[key].update(n_c, s_c, n_b, s_b, prior=None if priors is None else priors[edge])
         new[key] = ev
         summary = ev.summary(alpha=spec.analysis.alpha)
         promoted, power = _promotion(spec, ev, summary, metric, alpha_j, context)

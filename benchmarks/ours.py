@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analyzer.config import LatencyMetric
-from analyzer.stats.dispersion import DEFAULT_PRIOR_TAU
+from analyzer.model import ISTIO_DEFAULT_EDGES_MS as EDGES
+from analyzer.stats.dispersion import DEFAULT_PRIOR_TAU, edge_priors
 from analyzer.stats.rate_ratio import RatioState, advance, ratio_grid
 
 FloatArray = NDArray[np.float64]
@@ -43,10 +44,12 @@ class GateTrace:
 
 
 def ratio_log_e(n_c: IntArray, e_c: IntArray, n_b: IntArray, e_b: IntArray, active: NDArray[np.bool_],
-                noise: float = DEFAULT_PRIOR_TAU, tolerance: float = 1.5) -> FloatArray:
+                noise: float = DEFAULT_PRIOR_TAU, tolerance: float = 1.5,
+                priors: FloatArray | None = None) -> FloatArray:
     """Rollback log e-value after every tick, [R, T], with only `active` ticks updating the evidence.
 
     The same tempered update as the judge (`analyzer.stats.rate_ratio.advance`), one tick at a time over [R].
+    `priors` [R, T], when given, is each tick's prior bound in place of `noise` (a latency edge's `edge_prior`).
     """
     grid = ratio_grid(tolerance)
     if noise == 0:  # φ̂ ≡ 1: the untempered sums, in closed form (the test before issue 9)
@@ -65,7 +68,8 @@ def ratio_log_e(n_c: IntArray, e_c: IntArray, n_b: IntArray, e_b: IntArray, acti
     zero = np.zeros(r)
     for k in range(t):
         on = active[:, k]
-        state = advance(grid, tolerance, noise, state, *(np.where(on, a[:, k], zero) for a in (n_c, e_c, n_b, e_b)))
+        bound = noise if priors is None else priors[:, k]
+        state = advance(grid, tolerance, bound, state, *(np.where(on, a[:, k], zero) for a in (n_c, e_c, n_b, e_b)))
         ll = state.tx[:, None] * grid.log_thetas[grid.rollback] - state.tpen[:, grid.rollback]
         top = ll.max(axis=1)
         out[:, k] = top + np.log(np.exp(ll - top[:, None]).sum(axis=1)) - np.log(ll.shape[1])
@@ -95,9 +99,13 @@ def gate(
     alpha_j = alpha / 2
     log_err = ratio_log_e(n_c, e_c, n_b, e_b, active, noise[0])
     tot_c, tot_b = cum_c[..., -1], cum_b[..., -1]
+    # Each edge's prior bound follows its tail slope in the pooled histogram of the ticks with data so far.
+    pooled = np.cumsum(np.where(active[..., None], cum_c + cum_b, 0), axis=1)
+    priors = edge_priors(noise[1], tuple(EDGES), pooled, list(edge_index))
     per_edge = np.stack(
-        [ratio_log_e(tot_c, tot_c - cum_c[..., j], tot_b, tot_b - cum_b[..., j], active, noise[1])
-         for j in edge_index],
+        [ratio_log_e(tot_c, tot_c - cum_c[..., j], tot_b, tot_b - cum_b[..., j], active, noise[1],
+                     priors=priors[..., i])
+         for i, j in enumerate(edge_index)],
         axis=-1,
     )
     capped = np.minimum(per_edge, LOG_CAP)

@@ -36,6 +36,8 @@ def _observation(b: Batch, i: int, t: int) -> Observation:
         Cell("reg", "t", rps=20, p_b=1e-2, theta=2.0, lat_scale=1.2, gap_share=0.15, horizon=25, seed=3),
         Cell("aa-low", "t", rps=2, p_b=1e-2, weights="ramp", gap_share=0.1, horizon=25, seed=4),
         Cell("reset", "t", rps=50, p_b=5e-3, theta=1.5, counter_reset=True, horizon=25, seed=5),
+        # Enough traffic above 250 ms for the 100 ms edge's tail slope to be read (its prior then follows it).
+        Cell("tail", "t", rps=300, p_b=1e-3, lat_scale=1.2, horizon=8, seed=6),
     ],
     ids=lambda c: c.name,
 )

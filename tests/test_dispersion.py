@@ -90,3 +90,44 @@ def test_upper_bound_is_an_upper_quantile_of_the_grid() -> None:
     flat = np.zeros(dispersion.TAU.size)
     assert math.sqrt(float(dispersion.tau2_upper(flat, 0.5))) == pytest.approx(0.5, rel=0.1)
     assert float(dispersion.tau2_upper(flat, 0.0)) == 0.0
+
+
+def _lognormal_le(edges: list[float], n: float, median: float = 50.0, sigma: float = 0.5) -> np.ndarray:
+    from scipy.stats import norm
+
+    cdf = norm.cdf((np.log(edges) - math.log(median)) / sigma)
+    return np.concatenate([n * cdf, [n]])
+
+
+def test_latency_edge_prior_follows_the_tail_slope() -> None:
+    from analyzer.model import ISTIO_DEFAULT_EDGES_MS as edges
+
+    pooled = _lognormal_le(list(edges), 1e8)
+    j100, j250 = edges.index(100.0), edges.index(250.0)
+    # A log-normal (median 50 ms, σ 0.5) has local tail slopes 3.7 at 100 ms and 7.0 at 250 ms; the centred
+    # difference over the neighbouring edges reads 4.1 and 6.6.
+    bounds = dispersion.edge_priors(0.25, edges, pooled, [j100, j250, 0, len(edges) - 1])
+    assert bounds[0] == pytest.approx(0.25 * 4.1 / dispersion.KAPPA_REF, rel=0.03)
+    assert bounds[1] == pytest.approx(0.25 * 6.6 / dispersion.KAPPA_REF, rel=0.03)
+    assert bounds[2] == bounds[3] == 0.25  # no neighbour on one side: the configured bound
+    few = _lognormal_le(list(edges), 2000)  # < MIN_TAIL requests above 250 ms: the slope is not read
+    assert dispersion.edge_priors(0.25, edges, few, [j100])[0] == 0.25
+    assert dispersion.edge_priors(0.0, edges, pooled, [j100])[0] == 0.0  # intervalNoise 0 stays binomial
+    steep = _lognormal_le(list(edges), 1e9, median=5.0, sigma=0.3)  # far in the tail: never above the configured
+    assert dispersion.edge_priors(0.25, edges, steep, [edges.index(25.0)])[0] == 0.25
+
+
+def test_latency_gate_is_fast_at_high_traffic_and_holds_under_pod_jitter() -> None:
+    from benchmarks.generate import EDGES, Cell, gate_edges, generate
+    from benchmarks.ours import gate
+
+    def rollbacks(cell: Cell) -> np.ndarray:
+        b = generate(cell)
+        index = [int(np.flatnonzero(e == EDGES)[0]) for e in gate_edges(cell.latency)]
+        return gate(b.n_c, b.e_c, b.n_b, b.e_b, b.cum_c, b.cum_b, index).rollback_minute
+
+    slower = rollbacks(Cell("x1.2", "latency", rps=1000, p_b=1e-3, lat_scale=1.2, replicates=100, horizon=5, seed=7))
+    assert (slower == 1).mean() >= 0.6  # the 100 ms edge's prior follows its gentle tail (2 min with a flat 0.25)
+    jitter = Cell("jitter", "noise", rps=1000, p_b=1e-3, pods_c=1, pods_b=5, pod_latency_sigma=0.03, replicates=400,
+                  horizon=30, seed=8)
+    assert (rollbacks(jitter) > 0).mean() <= ALPHA

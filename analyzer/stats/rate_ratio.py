@@ -103,7 +103,7 @@ class RatioState:
                    np.zeros((*shape, dispersion.TAU.size)), z, z, np.ones(shape), z)
 
 
-def advance(grid: RatioGrid, tolerance: float, prior_tau: float, s: RatioState,
+def advance(grid: RatioGrid, tolerance: float, prior_tau: float | FloatArray, s: RatioState,
             n_c: FloatArray, e_c: FloatArray, n_b: FloatArray, e_b: FloatArray) -> RatioState:
     """One interval for every batch member (docs/statistics-validity.md §2).
 
@@ -175,13 +175,15 @@ class RatioEvidence:
             residuals=np.asarray(float(self.residuals)), phi=np.asarray(self.phi), tau2=np.asarray(self.tau2),
         )
 
-    def update(self, n_c: int, e_c: int, n_b: int, e_b: int) -> RatioEvidence:
+    def update(self, n_c: int, e_c: int, n_b: int, e_b: int, prior: float | None = None) -> RatioEvidence:
+        """One interval; `prior` replaces `noise` as this interval's prior bound (a latency edge's, `edge_prior`)."""
         if min(n_c, e_c, n_b, e_b) < 0 or e_c > n_c or e_b > n_b:
             raise ValueError(f"invalid counts: canary {e_c}/{n_c}, baseline {e_b}/{n_b}")
         if n_c + n_b == 0:
             return self
         grid = ratio_grid(self.tolerance, self.mde)
-        s = advance(grid, self.tolerance, self.noise, self._state(grid.thetas.size), n_c, e_c, n_b, e_b)
+        bound = self.noise if prior is None else prior
+        s = advance(grid, self.tolerance, bound, self._state(grid.thetas.size), n_c, e_c, n_b, e_b)
         return replace(
             self,
             x=self.x + e_c,
