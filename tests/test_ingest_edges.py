@@ -21,7 +21,7 @@ import pytest
 
 from analyzer.config import RolloutSpec, parse_spec
 from analyzer.engine import Engine, TickOutcome
-from analyzer.judge import OUTAGE_KEY
+from analyzer.judge import OUTAGE_KEY, SRM_KEY
 from analyzer.model import Observation, Phase, Resume, SubsetCounts, Verdict
 from analyzer.notify.log import LogNotifier
 from analyzer.ports import Adapters
@@ -268,15 +268,23 @@ def test_shared_outage_starting_at_a_step_does_not_roll_back(backfill):
 
 @pytest.mark.prometheus
 def test_control_the_old_window_mixing_two_weights_fails_the_canary(backfill):
-    """The same data with the old window rule: the evidence blames the canary, so the test above can fail."""
-    failed = 0
+    """The same data with the old window rule: the evidence blames the canary, so the test above can fail.
+
+    The old rule also skipped the split check on a step's first window; that check now runs there (it is what would
+    catch a window mixing two weights), so the control turns it off to isolate the window rule, and a second arm
+    shows the check halting the mixed window."""
+    failed = srm_halts = 0
     n = 20
     for i in range(n):
         # The binomial test isolates the window rule: the noise bound (issue 9 §1) also discounts a mixed window.
-        spec = make_spec(f"step{i}", backfill.prom.url, [10, 25, 50], 3, interval_noise=0)
+        spec = make_spec(f"step{i}", backfill.prom.url, [10, 25, 50], 3, interval_noise=0, srm_check=False)
         outcomes = run(spec, backfill.start, 6, OldWindowEngine)
         failed += any(errors_verdict(o) is Verdict.FAIL for o in outcomes)
+        checked = run(make_spec(f"step{i}", backfill.prom.url, [10, 25, 50], 3, interval_noise=0), backfill.start, 6,
+                      OldWindowEngine)
+        srm_halts += any(v.metric == SRM_KEY and v.verdict is Verdict.HALT for o in checked for v in o.verdicts)
     assert failed >= n // 2
+    assert srm_halts >= n // 2
 
 
 # ---- per-subset scrape gaps ----
