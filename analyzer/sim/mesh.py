@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr  # what scipy.stats.norm.cdf computes, bit for bit, without scipy.stats
 
 from analyzer.config import RolloutSpec
 from analyzer.model import ISTIO_DEFAULT_EDGES_MS, DataGap, Observation, Resume, SubsetCounts
@@ -48,7 +48,7 @@ def latency_cdf(latency: Latency, edges: np.ndarray, scale: float = 1.0, tail_sh
 
     def lognormal(x: np.ndarray, median: float, sigma: float) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            return norm.cdf((np.log(np.maximum(x, 1e-300)) - math.log(median * scale)) / sigma) * (x > 0)
+            return ndtr((np.log(np.maximum(x, 1e-300)) - math.log(median * scale)) / sigma) * (x > 0)
 
     def body(x: np.ndarray) -> np.ndarray:
         main = lognormal(x, latency.median_ms, latency.sigma)

@@ -11,9 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Engine, Select, func, inspect, select
 from sqlalchemy.exc import DBAPIError
 
@@ -32,6 +31,9 @@ from analyzer.store.sql import (
     unusable,
 )
 from analyzer.traces import FINDING_PREFIX, stored_traces
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ActionRow",
@@ -317,6 +319,8 @@ def _ids(rollout_ids: str | Sequence[str] | None) -> list[str] | None:
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str], times: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd  # here: the service reads summaries from this module and never needs pandas (~100 MB)
+
     frame = pd.DataFrame(rows, columns=columns)
     for col in times:
         frame[col] = pd.to_datetime(frame[col], utc=True)

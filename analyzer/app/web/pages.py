@@ -11,18 +11,20 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pandas as pd
 import yaml
 
 from analyzer.app.web.board import CommandState, Row, closeness
 from analyzer.app.web.charts import BASELINE, CANARY, PALETTE, Rule, Series, line_chart
-from analyzer.app.web.report import _minutes, metric_charts
+from analyzer.app.web.report import _minutes, _values, metric_charts
 from analyzer.app.web.session import Session
 from analyzer.model import Command, MetricVerdict, Phase
 from analyzer.store.history import RolloutDetail
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COMMANDS = (Command.PROMOTE, Command.PAUSE, Command.RESUME, Command.ABORT)
 COMMAND_WORDS = {
@@ -202,7 +204,7 @@ def list_page(rows: list[Row], *, session: Session, csrf: str, phase: str | None
 
 def weight_timeline(ticks: pd.DataFrame, steps: Sequence[int], header: bool) -> str:
     xs = list(ticks["minute"])
-    canary = [None if pd.isna(v) else float(v) for v in ticks["canary_weight"]]
+    canary = _values(ticks["canary_weight"])
     series = [Series("canary weight %", list(zip(xs, canary, strict=True)), CANARY, step=True)]
     if header:
         testers = [0.0 if bool(h) else None for h in ticks["header_route"]]

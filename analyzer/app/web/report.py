@@ -10,15 +10,17 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from analyzer.app.web.charts import BASELINE, CANARY, CHART_CSS, PALETTE, Rule, Series, line_chart
 from analyzer.model import MetricVerdict
 from analyzer.store.history import RolloutDetail, Source, rollout_detail, rollout_spec, ticks_frame, verdicts_frame
 from analyzer.traces import FINDING_PREFIX
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -90,6 +92,9 @@ def _minutes(frame: pd.DataFrame, by: pd.DataFrame) -> pd.DataFrame:
 
 
 def _values(col: pd.Series) -> list[float | None]:
+    # pandas is imported where a frame is at hand, never with this module: the service imports it (~100 MB).
+    import pandas as pd
+
     return [None if pd.isna(v) else float(v) for v in col]
 
 
@@ -103,6 +108,8 @@ def weight_chart(ticks: pd.DataFrame) -> str:
 
 
 def error_rate_chart(ticks: pd.DataFrame) -> str:
+    import pandas as pd
+
     def rate(errors: pd.Series, requests: pd.Series) -> list[float | None]:
         return [None if pd.isna(r) or not r else 100.0 * float(e) / float(r)
                 for e, r in zip(errors, requests, strict=True)]

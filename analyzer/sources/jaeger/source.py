@@ -38,9 +38,9 @@ from analyzer.sources.jaeger.parse import (
     parse_otlp,
     parse_v1_envelope,
 )
-from analyzer.traces.frame import spans_frame
 
-__all__ = ["JaegerTraceSource", "selector_for", "spans_frame"]
+# Spans as a DataFrame: analyzer.traces.spans_frame (pandas; not imported here, so a live daemon does not load it).
+__all__ = ["JaegerTraceSource", "selector_for"]
 
 log = structlog.get_logger(__name__)
 
