@@ -157,3 +157,23 @@ def test_a_store_opened_without_migrating_refuses_an_outdated_schema(tmp_path: P
         SqlStore(url, migrate=False)
     migrate(url)
     SqlStore(url, migrate=False).close()
+
+
+def test_head_is_the_scripts_head_and_a_store_at_it_opens_without_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from analyzer.store.migrate import HEAD
+
+    assert head() == HEAD  # a new revision must move HEAD, or stores at the old one would not be upgraded
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    probe = ("import sys; from analyzer.store.sql import SqlStore; SqlStore(sys.argv[1]).close(); "
+             "SqlStore(sys.argv[1], migrate=False).close(); print(sorted(m for m in sys.modules if 'alembic' in m))")
+    out = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    _old_schema_store(f"sqlite:///{tmp_path / 'old.db'}")  # not at HEAD: Alembic is imported and upgrades it
+    out = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{tmp_path / 'old.db'}"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "alembic" in out
+    assert _schema_diff(f"sqlite:///{tmp_path / 'old.db'}") == []
