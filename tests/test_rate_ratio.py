@@ -108,3 +108,39 @@ def test_srm_detects_mismatch_and_tolerates_step_changes() -> None:
         bad = bad.update(c, 3000 - c, 0.1)
     assert bad.log_e > math.log(1000)
     assert SrmEvidence.from_json(bad.to_json()) == bad
+
+
+def test_evidence_vectors_are_packed_floats_bit_identical_to_the_array_path() -> None:
+    """The per-θ vectors are held as 8-byte floats: the same bits as the batch path, a quarter of a tuple's memory."""
+    import tracemalloc
+
+    from analyzer.stats import dispersion
+    from analyzer.stats.packed import Floats, IntPairs
+    from analyzer.stats.rate_ratio import RatioState, advance, ratio_grid
+
+    rng = np.random.default_rng(5)
+    grid = ratio_grid(1.5, 2.0)
+    ev = RatioEvidence(1.5)
+    state = RatioState.zeros((), grid.thetas.size)
+    exposure = []
+    for _ in range(40):
+        n_c, n_b = int(rng.poisson(600)), int(rng.poisson(5400))
+        counts = (n_c, int(rng.binomial(n_c, 0.012)), n_b, int(rng.binomial(n_b, 0.01)))
+        ev = ev.update(*counts)
+        exposure.append((n_c, n_b))
+        state = advance(grid, 1.5, ev.noise, state, *(np.asarray(float(c)) for c in counts))
+        assert isinstance(ev.pen, Floats) and isinstance(ev.tpen, Floats) and isinstance(ev.tau_ll, Floats)
+        for packed, array in ((ev.pen, state.pen), (ev.tpen, state.tpen), (ev.tau_ll, state.tau_ll)):
+            assert np.asarray(packed).tobytes() == array.tobytes()
+    assert isinstance(ev.exposure, IntPairs) and ev.exposure == exposure and list(ev.exposure) == exposure
+    assert ev.to_json()["exposure"] == [list(p) for p in exposure]
+    back = RatioEvidence.from_json(ev.to_json())
+    assert back == ev and back.summary() == ev.summary()
+    assert ev.pen == tuple(state.pen.tolist()) and hash(ev.pen) == hash(tuple(state.pen.tolist()))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [RatioEvidence.from_json(ev.to_json()) for _ in range(20)]
+    per = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    tracemalloc.stop()
+    values = 2 * grid.thetas.size + dispersion.TAU.size + 2 * len(exposure)
+    assert per < 8 * values + 1500, per  # as tuples: 32 bytes a float, 60 an int of a pair

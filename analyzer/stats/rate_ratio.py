@@ -12,7 +12,8 @@ events X) and one cumulative penalty P(θ) = Σ E_k log1p(ρ_k(θ−1)) per grid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -20,6 +21,7 @@ from numpy.typing import NDArray
 
 from analyzer.stats import dispersion
 from analyzer.stats.dispersion import NoiseBound
+from analyzer.stats.packed import Floats, IntPairs
 
 FloatArray = NDArray[np.float64]
 
@@ -138,8 +140,8 @@ def advance(grid: RatioGrid, tolerance: float, prior_tau: float | FloatArray, s:
     )
 
 
-def _vec(values: tuple[float, ...], size: int) -> FloatArray:
-    return np.asarray(values, dtype=float) if values else np.zeros(size)
+def _vec(values: Sequence[float], size: int) -> FloatArray:
+    return np.array(values, dtype=float) if len(values) else np.zeros(size)
 
 
 @dataclass(frozen=True)
@@ -147,26 +149,35 @@ class RatioEvidence:
     """Sufficient statistics of the e-processes for one event type (errors, or slow requests at one edge).
 
     `noise` is the prior bound on the between-interval noise τ (0: trust the binomial model, today's test).
+    The per-grid-point vectors (pen, tpen, tau_ll) are held as `Floats` and the exposure as `IntPairs`, 8 bytes a
+    value (`analyzer.stats.packed`); tuples given are converted.
     """
 
     tolerance: float
     x: int = 0
-    pen: tuple[float, ...] = ()
+    pen: Sequence[float] = Floats()
     mde: float = 2.0
     n_c: int = 0
     n_b: int = 0
     e_c: int = 0
     e_b: int = 0
     # Per interval with data: (canary requests, baseline requests); the exposure for power checks.
-    exposure: tuple[tuple[int, int], ...] = field(default=())
+    exposure: Sequence[tuple[int, int]] = IntPairs()
     noise: float = dispersion.DEFAULT_PRIOR_TAU
     tx: float = 0.0
-    tpen: tuple[float, ...] = ()
-    tau_ll: tuple[float, ...] = ()
+    tpen: Sequence[float] = Floats()
+    tau_ll: Sequence[float] = Floats()
     info: float = 0.0
     residuals: int = 0
     phi: float = 1.0
     tau2: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("pen", "tpen", "tau_ll"):
+            if not isinstance(getattr(self, name), Floats):
+                object.__setattr__(self, name, Floats(getattr(self, name)))
+        if not isinstance(self.exposure, IntPairs):
+            object.__setattr__(self, "exposure", IntPairs(self.exposure))
 
     def _state(self, size: int) -> RatioState:
         return RatioState(
@@ -187,15 +198,15 @@ class RatioEvidence:
         return replace(
             self,
             x=self.x + e_c,
-            pen=tuple(s.pen.tolist()),
+            pen=Floats(s.pen),
             n_c=self.n_c + n_c,
             n_b=self.n_b + n_b,
             e_c=self.e_c + e_c,
             e_b=self.e_b + e_b,
-            exposure=(*self.exposure, (n_c, n_b)),
+            exposure=IntPairs(self.exposure).appended(n_c, n_b),
             tx=float(s.tx),
-            tpen=tuple(s.tpen.tolist()),
-            tau_ll=tuple(s.tau_ll.tolist()),
+            tpen=Floats(s.tpen),
+            tau_ll=Floats(s.tau_ll),
             info=float(s.info),
             residuals=int(s.residuals),
             phi=float(s.phi),
@@ -252,15 +263,15 @@ class RatioEvidence:
 
     @classmethod
     def from_json(cls, data: dict) -> RatioEvidence:
-        pen = tuple(data["pen"])
+        pen = Floats(data["pen"])
         # States written before the tempering are untempered: carry them on as they were.
         return cls(
             tolerance=float(data["tolerance"]), mde=float(data.get("mde", 2.0)), x=int(data["x"]), pen=pen,
             n_c=int(data["n_c"]), n_b=int(data["n_b"]), e_c=int(data["e_c"]), e_b=int(data["e_b"]),
-            exposure=tuple((int(a), int(b)) for a, b in data["exposure"]),
+            exposure=IntPairs([(int(a), int(b)) for a, b in data["exposure"]]),
             noise=float(data.get("noise", 0.0)), tx=float(data.get("tx", data["x"])),
-            tpen=tuple(data.get("tpen", pen)), tau_ll=tuple(data.get("tau_ll", ())), info=float(data.get("info", 0.0)),
-            residuals=int(data.get("residuals", 0)), phi=float(data.get("phi", 1.0)),
+            tpen=Floats(data.get("tpen", pen)), tau_ll=Floats(data.get("tau_ll", ())),
+            info=float(data.get("info", 0.0)), residuals=int(data.get("residuals", 0)), phi=float(data.get("phi", 1.0)),
             tau2=float(data.get("tau2", 0.0)),
         )
 
