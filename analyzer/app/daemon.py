@@ -30,7 +30,7 @@ from analyzer.app.settings import ServeSettings
 from analyzer.app.telemetry import CountingMetrics, CountingTraces, RolloutView, Telemetry
 from analyzer.config import parse_spec
 from analyzer.engine import Engine, TickOutcome
-from analyzer.model import Phase
+from analyzer.model import MAX_BRIDGE, Phase
 from analyzer.ports import Adapters
 from analyzer.sim.clock import VirtualClock
 from analyzer.sim.scenario import load_scenario
@@ -306,6 +306,8 @@ class Daemon:
             # is seeded by the tick it resumes at too (identical repeated samples would fake evidence).
             rig = wiring.simulated(spec, scenario, seed=seed * 1_000_003 + state.tick, store=self.store, clock=clock)
             rig.mesh.t0 = row.created_at  # the scenario's time line starts at creation, across restarts
+            # No window reaches back further than a bridged gap: older simulated intervals are let go.
+            rig.mesh.retain = MAX_BRIDGE + 2 * timedelta(seconds=spec.timing.interval)
             adapters = rig.adapters
             wall_interval = spec.timing.interval / self.settings.sim_speed
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -82,6 +82,9 @@ class SimulatedMesh:
         self.edges = edges
         self._edges = np.asarray(edges, dtype=float)
         self.history: list[Interval] = []
+        # How much history to keep (the daemon: as far back as a window may reach); None keeps it all, for the
+        # reports that read the ground truth. Unbounded, a day of 1-minute ticks held ~1 MB per rollout.
+        self.retain: timedelta | None = None
         # Set by the wiring when traces are simulated: receives the requests routed per subset each interval.
         self.trace_sink: TraceSink | None = None
         # Synthetic load (analyzer.sim.load): added to the scenario's rate while the rollout is analysed.
@@ -185,6 +188,11 @@ class SimulatedMesh:
             canary = self._counts(n_c, p_c, sc.canary_subset.latency, scale_c, reg.tail_share * effect, reg.tail_ms)
         interval = Interval(start, end, baseline, canary, header, p_c, p_b)
         self.history.append(interval)
+        if self.retain is not None:
+            old = 0
+            while old < len(self.history) - 1 and self.history[old].end <= end - self.retain:
+                old += 1
+            del self.history[:old]
         if self.trace_sink is not None:
             routed = {spec.target.baseline.subset: n_b, spec.target.canary.subset: n_c}
             if sc.per_pod:  # traces follow the pods' latency effect (request-weighted, per subset)
