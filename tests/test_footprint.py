@@ -88,3 +88,34 @@ def test_a_mesh_with_retention_answers_every_window_as_with_its_whole_history() 
         assert kept == whole
     assert len(meshes[0].history) == minutes - 1
     assert len(meshes[1].history) <= (MAX_BRIDGE + 2 * interval) / interval + 1
+
+
+def test_rollouts_of_one_template_share_its_parsed_parts(tmp_path: Path) -> None:
+    """The daemon's runners hold one copy of a template's analysis, strategy, timing and sources."""
+    from analyzer.app.daemon import SharedParts
+    from tests.daemon_support import make_env, service
+
+    svc = service(make_env(tmp_path), sim_speed=60)
+    texts = [BENCH_SPEC % {"i": i} for i in range(3)]
+    for i, text in enumerate(texts):
+        control.create_rollout(svc.store, f"tpl-{i}", parse_spec(yaml.safe_load(text)), text,
+                               {"owner": "daemon", "mode": "sim", "scenario": "healthy", "seed": i})
+    daemon = svc.daemon
+    assert daemon is not None
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (found := _max_tick(svc.store))[0] < 2 or found[1] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        specs = [daemon.runners[f"tpl-{i}"].engine.spec for i in range(3)]
+    finally:
+        daemon.stop()
+        svc.store.close()
+    assert specs == [parse_spec(yaml.safe_load(t)) for t in texts]  # equal to their own parse
+    assert specs[0].analysis is specs[1].analysis is specs[2].analysis
+    assert specs[0].target is not specs[1].target and specs[1].name != specs[2].name
+    parts = SharedParts(size=2)  # bounded: the least recently used parts go
+    first = parts.share(specs[0])
+    other = parts.share(specs[0].model_copy(update={"timing": specs[0].timing.model_copy(update={"interval": 30.0})}))
+    assert len(parts._parts) == 2 and first.timing is not other.timing

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from analyzer.app import wiring
 from analyzer.app.settings import ServeSettings
 from analyzer.app.telemetry import CountingMetrics, CountingTraces, RolloutView, Telemetry
-from analyzer.config import parse_spec
+from analyzer.config import RolloutSpec, parse_spec
 from analyzer.engine import Engine, TickOutcome
 from analyzer.model import MAX_BRIDGE, Phase
 from analyzer.ports import Adapters
@@ -127,6 +128,34 @@ class ScaledClock(VirtualClock):
         raise TypeError("a scaled clock follows the wall clock")
 
 
+class SharedParts:
+    """Rollouts of one template share their strategy, timing, analysis and sources (frozen models, equal by value).
+
+    A parsed spec holds ~15 KB, most of it these parts; a fleet started from a few templates keeps one copy each.
+    At most `size` distinct parts are remembered (least recently used go first), so the daemon's memory stays
+    bounded whatever specs come and go.
+    """
+
+    PARTS = ("strategy", "timing", "analysis", "sources")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._parts: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def share(self, spec: RolloutSpec) -> RolloutSpec:
+        update = {}
+        with self._lock:
+            for name in self.PARTS:
+                part = getattr(spec, name)
+                key = (name, part.model_dump_json())
+                update[name] = self._parts.setdefault(key, part)
+                self._parts.move_to_end(key)
+            while len(self._parts) > self.size:
+                self._parts.popitem(last=False)
+        return spec.model_copy(update=update)
+
+
 @dataclass
 class Runner:
     """One rollout this process ticks."""
@@ -152,6 +181,7 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()
         self.telemetry.watch(self._views)
         self.runners: dict[str, Runner] = {}
+        self.parts = SharedParts()
         self.leading = False
         self.ticks = 0  # ticks run by this process (tests and the benchmark read it)
         self._lock = threading.RLock()
@@ -295,7 +325,7 @@ class Daemon:
         return self.elector.margin
 
     def _runner(self, row: control.RolloutRow) -> Runner:
-        spec = parse_spec(row.spec, f"rollout {row.id}")
+        spec = self.parts.share(parse_spec(row.spec, f"rollout {row.id}"))
         state = self.store.load_state(row.id)
         assert state is not None
         seed = int(row.meta.get("seed", 0))
