@@ -98,9 +98,12 @@ def encode_value(value: Any) -> JSON:
             out[k] = encode_value(v)
         return {_DICT_TAG: out} if len(out) == 1 and next(iter(out)) in (_FLOAT_TAG, _DICT_TAG) else out
     if isinstance(value, list | tuple):
-        # Fast path for the long numeric arrays of evidence state (the daemon encodes them every tick).
-        if all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in value):
-            return list(value)
+        # Fast path for the long numeric arrays of evidence state (the daemon encodes them every tick):
+        # one pass over the types, one comprehension, no recursion; -inf entries are tagged in place.
+        if all(type(v) is int or type(v) is float for v in value):
+            return [v if type(v) is int or math.isfinite(v) else encode_float(v) for v in value]
+        if all(type(v) is list and all(type(x) is int for x in v) for v in value):  # per-interval count pairs
+            return [list(v) for v in value]
         return [encode_value(v) for v in value]
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
 
