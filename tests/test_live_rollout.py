@@ -37,7 +37,7 @@ SCRAPE_S = 1.0  # the live_prometheus fixture's scrape interval
 INTERVAL_S = 5.0  # five scrapes per interval
 RPS = 2000.0
 BASE_ERROR = 0.01
-DEADLINE_S = 60.0  # from the start of the rollouts; both normally finish within 20 s
+DEADLINE_S = 105.0  # from the start of the rollouts; both normally finish within 20 s
 
 
 def make_spec(service: str, url: str) -> RolloutSpec:
@@ -47,7 +47,7 @@ def make_spec(service: str, url: str) -> RolloutSpec:
                    "host": f"{service}.bookinfo.svc.cluster.local",
                    "baseline": {"subset": "v1"}, "canary": {"subset": "v2"}},
         "strategy": {"steps": [50]},
-        "timing": {"interval": f"{INTERVAL_S:g}s", "minDwell": 2, "budget": "45s"},
+        "timing": {"interval": f"{INTERVAL_S:g}s", "minDwell": 2, "budget": "90s"},
         "analysis": {"metrics": [{"type": "error-rate"},
                                  # Almost no request is slower than 500 ms: promotion needs the opt-in rule.
                                  {"type": "latency", "sloMs": 500, "negligibleRate": 0.001}]},
