@@ -256,7 +256,8 @@ class Engine:
         tick_id = self.store.record_intent(self.rollout_id, state, observation, (*verdicts, *diagnostics), decision)
         self._fatal = None
         results = self._act(decision.actions, tick=state.tick)
-        self.store.record_results(tick_id, results)
+        if results:
+            self.store.record_results(tick_id, results)
         failed = [r for r in (*results, *((synced,) if synced else ())) if not r.ok]
         if failed:
             state = replace(state, failures=state.failures + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from analyzer.config import CustomMetric, ErrorRateMetric, LatencyMetric, Rollou
 from analyzer.evidence import CustomEvidence, EdgeEvidence, Evidence, MetricEvidence
 from analyzer.model import MetricVerdict, Observation, SubsetCounts, Verdict
 from analyzer.stats import dispersion
-from analyzer.stats.histogram import quantile_interval
+from analyzer.stats.histogram import quantile_intervals
 from analyzer.stats.rate_ratio import RatioEvidence, RatioSummary, detection_power, negligible_log_e
 from analyzer.stats.srm import SrmEvidence
 
@@ -341,14 +342,17 @@ def _quantiles(edges: tuple[float, ...], cum_le: tuple[int, ...]) -> dict[str, d
 
     Descriptive only: pooled over the rollout, so a weight ramp or drift moves them; the gate uses exceedances.
     """
-    out: dict[str, dict[str, float | None]] = {}
-    for q in (0.5, 0.95, 0.99):
-        qi = quantile_interval(q, edges, cum_le)
-        out[f"p{round(q * 100)}"] = {
-            "estimate": None if math.isnan(qi.estimate) else round(qi.estimate, 1),
-            "low": qi.low, "high": None if math.isinf(qi.high) else qi.high,
-        }
-    return out
+    figures = _quantile_figures(edges, cum_le)
+    return {name: {"estimate": est, "low": low, "high": high} for name, est, low, high in figures}
+
+
+@lru_cache(maxsize=256)
+def _quantile_figures(edges: tuple[float, ...],
+                      cum_le: tuple[int, ...]) -> tuple[tuple[str, float | None, float, float | None], ...]:
+    # Cached: a rollout's latency metrics share one histogram, so a tick asks for the same figures per metric.
+    return tuple((f"p{round(qi.q * 100)}", None if math.isnan(qi.estimate) else round(qi.estimate, 1), qi.low,
+                  None if math.isinf(qi.high) else qi.high)
+                 for qi in quantile_intervals((0.5, 0.95, 0.99), edges, cum_le))
 
 
 def _judge_traces(

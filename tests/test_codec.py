@@ -254,3 +254,33 @@ def test_action_tags() -> None:
     weights = {"v1": 90, "v2": 10}
     assert codec.encode_action(SetWeights(weights)) == {"type": "set_weights", "weights": weights}
     assert codec.encode_action(SetHeaderRoute(None)) == {"type": "set_header_route", "match": None, "subset": None}
+
+
+def test_evidence_vectors_are_stored_packed_and_come_back_bit_for_bit() -> None:
+    ratio = RatioEvidence(1.5)
+    for k in range(40):  # 40 intervals: a pair per interval, and penalties with -inf where the grid rules out
+        ratio = ratio.update(1000 + k, 3 + k % 4, 9000, 20)
+    state = RolloutState("r", phase=Phase.PROGRESSING, evidence=Evidence({"errors": ratio}))
+    data = strict_round_trip(codec.encode_state(state))
+    stored = data["evidence"]["metrics"]["errors"]
+    assert set(stored["pen"]) == {"$f64"} and set(stored["exposure"]) == {"$i64x2"}
+    back = codec.decode_state(data)
+    assert back == state
+    for name in ("pen", "tpen", "tau_ll"):  # the same bits, not merely equal numbers
+        assert getattr(back.evidence.metrics["errors"], name)._data == getattr(ratio, name)._data
+
+
+def test_packing_keeps_non_finite_values_and_leaves_other_data_readable() -> None:
+    vector = [0.0, -0.0, math.inf, -math.inf, math.nan, 1e-310, 1.7976931348623157e308] * 3
+    packed = strict_round_trip(codec.encode_value({"v": vector, "short": [1.5, 2.5]}, pack=True))
+    assert packed["short"] == [1.5, 2.5] and set(packed["v"]) == {"$f64"}
+    back = codec.decode_value(packed)["v"]
+    assert [math.copysign(1, x) if x == 0 else x for x in back if not math.isnan(x)] == \
+        [math.copysign(1, x) if x == 0 else x for x in vector if not math.isnan(x)]
+    assert sum(math.isnan(x) for x in back) == 3
+    assert set(strict_round_trip(codec.encode_value({"v": vector}))["v"][2]) == {"$float"}  # unpacked elsewhere
+
+
+def test_user_keys_that_look_like_packed_vectors_are_escaped() -> None:
+    data = {"a": {"$f64": "AAAAAAAA8D8="}, "b": {"$i64x2": "x"}}
+    assert codec.decode_value(strict_round_trip(codec.encode_value(data, pack=True))) == data

@@ -6,7 +6,7 @@ entries on its last axis, the last one being `le="+Inf"` (the total). Leading ax
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,14 +119,16 @@ class QuantileInterval:
     confidence: float
 
 
-def _binom_ppf(p: float, n: int, q: float) -> int:
-    """scipy.stats.binom.ppf (smallest k with P(B <= k) >= p), from the continuous inverse `bdtrik` and a check
-    of its integer neighbours: a few ufunc calls instead of scipy's generic root search."""
+def _binom_ppf(p: ArrayLike, n: int, q: ArrayLike) -> NDArray[np.int64]:
+    """scipy.stats.binom.ppf (smallest k with P(B <= k) >= p), elementwise over p and q, from the continuous
+    inverse `bdtrik` and a check of its integer neighbours: a few ufunc calls instead of scipy's root search."""
+    p, q = np.broadcast_arrays(np.asarray(p, dtype=float), np.asarray(q, dtype=float))
     x = special.bdtrik(p, n, q)
-    guess = 0 if not np.isfinite(x) else int(np.clip(math.floor(x), 0, n))
-    ks = np.arange(max(0, guess - 2), min(n, guess + 2) + 1)
-    i = int(np.searchsorted(special.bdtr(ks, n, q), p, side="left"))
-    return int(ks[i]) if i < ks.size else n
+    guess = np.where(np.isfinite(x), np.clip(np.floor(np.nan_to_num(x)), 0, n), 0).astype(np.int64)
+    ks = np.clip(guess[..., None] + np.arange(-2, 3), 0, n)
+    ok = special.bdtr(ks, n, q[..., None]) >= p[..., None]
+    first = np.take_along_axis(ks, ok.argmax(axis=-1)[..., None], axis=-1)[..., 0]
+    return np.where(ok.any(axis=-1), first, n)
 
 
 def quantile_interval(q: float, edges: ArrayLike, cum_le: ArrayLike, confidence: float = 0.95) -> QuantileInterval:
@@ -135,21 +137,29 @@ def quantile_interval(q: float, edges: ArrayLike, cum_le: ArrayLike, confidence:
     #{X ≤ ξ_q} ~ Bin(n, q), so P(X_(l) ≤ ξ_q ≤ X_(u)) ≥ P(l ≤ B ≤ u−1) ≥ confidence for the chosen l, u.
     X_(l) lies in a bucket (a, b], so `a` is a valid lower bound; likewise the upper edge of X_(u)'s bucket.
     """
-    if not 0 < q < 1:
+    return quantile_intervals((q,), edges, cum_le, confidence)[0]
+
+
+def quantile_intervals(qs: Sequence[float], edges: ArrayLike, cum_le: ArrayLike,
+                       confidence: float = 0.95) -> tuple[QuantileInterval, ...]:
+    """`quantile_interval` for several quantiles of one histogram in one pass (the judge asks for three a tick)."""
+    if not all(0 < q < 1 for q in qs):
         raise ValueError("q must be in (0, 1)")
     e = np.asarray(edges, dtype=float)
     cum = np.maximum.accumulate(_cum(cum_le), axis=-1)
     if cum.ndim != 1:
         raise ValueError("quantile_interval takes one histogram")
     n = int(np.rint(cum[-1]))
-    est = histogram_quantile(q, e, cum)
     if n == 0:
-        return QuantileInterval(q, float("nan"), 0.0, float("inf"), 0, 1, 0, confidence)
+        return tuple(QuantileInterval(q, float("nan"), 0.0, float("inf"), 0, 1, 0, confidence) for q in qs)
+    qv = np.asarray(qs, dtype=float)
+    est = _bucket_quantile(qv, e, np.broadcast_to(cum, (qv.size, cum.size))) if e.size else np.full(qv.size, np.nan)
     a = 1.0 - confidence
-    lo_rank = _binom_ppf(a / 2, n, q)  # P(B ≤ lo_rank − 1) < a/2
-    hi_rank = _binom_ppf(1 - a / 2, n, q) + 1  # P(B ≥ hi_rank) ≤ a/2
+    lo_rank = _binom_ppf(a / 2, n, qv)  # P(B ≤ lo_rank − 1) < a/2
+    hi_rank = _binom_ppf(1 - a / 2, n, qv) + 1  # P(B ≥ hi_rank) ≤ a/2
     lows = np.concatenate(([0.0], e))
     highs = np.concatenate((e, [np.inf]))
-    low = 0.0 if lo_rank < 1 else float(lows[np.searchsorted(cum, lo_rank, side="left")])
-    high = float("inf") if hi_rank > n else float(highs[np.searchsorted(cum, hi_rank, side="left")])
-    return QuantileInterval(q, float(est), low, high, max(lo_rank, 0), hi_rank, n, confidence)
+    low = np.where(lo_rank < 1, 0.0, lows[np.searchsorted(cum, lo_rank, side="left").clip(max=e.size)])
+    high = np.where(hi_rank > n, np.inf, highs[np.searchsorted(cum, hi_rank, side="left").clip(max=e.size)])
+    return tuple(QuantileInterval(float(q), float(est[i]), float(low[i]), float(high[i]), max(int(lo_rank[i]), 0),
+                                  int(hi_rank[i]), n, confidence) for i, q in enumerate(qs))

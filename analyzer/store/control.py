@@ -77,7 +77,6 @@ def create_rollout(store: SqlStore, rollout_id: str, spec: RolloutSpec, spec_tex
 class Unfinished:
     id: str
     phase: str
-    meta: dict
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,14 @@ class RolloutRow:
 
 def unfinished_rollouts(store: SqlStore, *, owner: str | None = None) -> list[Unfinished]:
     """Rollouts not in a final phase (Paused and Inconclusive included), oldest first; with `owner`, only
-    those whose meta names that owner. Light: the leader runs it every poll."""
-    query = (select(rollouts.c.id, rollouts.c.phase, rollouts.c.meta)
+    those whose meta names that owner. Light: the leader runs it every poll (the owner is matched in SQL)."""
+    query = (select(rollouts.c.id, rollouts.c.phase)
              .where(rollouts.c.phase.not_in([p.value for p in FINAL_PHASES]))
              .order_by(rollouts.c.created_at, rollouts.c.id))
+    if owner is not None:
+        query = query.where(rollouts.c.meta["owner"].as_string() == owner)
     with store.engine.connect() as conn:
-        rows = [Unfinished(r.id, r.phase, codec.decode_value(r.meta) or {}) for r in conn.execute(query)]
-    return [r for r in rows if owner is None or r.meta.get("owner") == owner]
+        return [Unfinished(r.id, r.phase) for r in conn.execute(query)]
 
 
 def rollout_row(store: SqlStore, rollout_id: str) -> RolloutRow:

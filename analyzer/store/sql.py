@@ -308,7 +308,7 @@ class SqlStore:
         with self._write() as conn:
             row = conn.execute(
                 select(
-                    rollouts.c.canary_subset, rollouts.c.phase, rollouts.c.finished_at,
+                    rollouts.c.canary_subset, rollouts.c.phase, rollouts.c.outcome, rollouts.c.finished_at,
                     rollouts.c.interval_seconds, rollouts.c.created_at,
                 ).where(rollouts.c.id == rollout_id)
             ).first()
@@ -320,7 +320,7 @@ class SqlStore:
             at = self._tick_time(state, observation, previous, timedelta(seconds=row.interval_seconds))
             tick_row = _tick_row(rollout_id, state, observation, decision, at, row.canary_subset)
             tick_row["recorded_at"] = datetime.now(UTC)
-            key = conn.execute(insert(ticks).values(**tick_row)).inserted_primary_key
+            key = conn.execute(insert(ticks), tick_row).inserted_primary_key
             assert key is not None  # a single-row INSERT always has one
             tick_id = int(key[0])
             if verdicts:
@@ -333,11 +333,13 @@ class SqlStore:
             if state.phase in TERMINAL_PHASES:
                 same = row.phase == state.phase.value and row.finished_at is not None
                 finished_at = row.finished_at if same else at
-            conn.execute(
-                update(rollouts)
-                .where(rollouts.c.id == rollout_id)
-                .values(phase=state.phase.value, outcome=OUTCOME_BY_PHASE.get(state.phase), finished_at=finished_at)
-            )
+            phase = (state.phase.value, OUTCOME_BY_PHASE.get(state.phase), finished_at)
+            if phase != (row.phase, row.outcome, row.finished_at):  # most ticks stay in their phase
+                conn.execute(
+                    update(rollouts)
+                    .where(rollouts.c.id == rollout_id)
+                    .values(phase=phase[0], outcome=phase[1], finished_at=phase[2])
+                )
         log.debug(
             "tick_recorded", rollout=rollout_id, tick=state.tick, tick_id=tick_id,
             phase=state.phase.value, decision=decision.kind,
@@ -482,8 +484,10 @@ def _tick_row(
 
 
 def _verdict_rows(tick_id: int, items: Sequence[MetricVerdict]) -> list[dict[str, Any]]:
-    return [
-        {
+    rows = []
+    for v in items:
+        data = codec.encode_verdict(v)
+        rows.append({
             "tick_id": tick_id,
             "metric": v.metric,
             "verdict": v.verdict.value,
@@ -495,11 +499,10 @@ def _verdict_rows(tick_id: int, items: Sequence[MetricVerdict]) -> list[dict[str
             "ci_lo": v.ci[0] if v.ci else None,
             "ci_hi": v.ci[1] if v.ci else None,
             "reason": v.reason,
-            "details": codec.encode_value(v.details),
-            "data": codec.encode_verdict(v),
-        }
-        for v in items
-    ]
+            "details": data["details"],  # encoded once, stored in both columns
+            "data": data,
+        })
+    return rows
 
 
 def _action_rows(tick_id: int, decision: Decision) -> list[dict[str, Any]]:
