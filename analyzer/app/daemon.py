@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analyzer.app import wiring
+from analyzer.app.compute import ComputeLock, released
 from analyzer.app.settings import ServeSettings
 from analyzer.app.telemetry import CountingMetrics, CountingTraces, RolloutView, Telemetry
 from analyzer.config import RolloutSpec, parse_spec
@@ -182,6 +183,7 @@ class Daemon:
         self.telemetry.watch(self._views)
         self.runners: dict[str, Runner] = {}
         self.parts = SharedParts()
+        self.compute = ComputeLock()  # one tick computes at a time; a tick waiting on a source lets another
         self.leading = False
         self.ticks = 0  # ticks run by this process (tests and the benchmark read it)
         self._lock = threading.RLock()
@@ -348,6 +350,7 @@ class Daemon:
         adapters = replace(adapters, metrics=CountingMetrics(adapters.metrics, errors.labels("metrics")),
                            traces=None if adapters.traces is None else CountingTraces(adapters.traces,
                                                                                       errors.labels("traces")))
+        adapters = released(adapters, self.compute)
         engine = Engine.resume(spec, state, adapters, seed=seed)  # re-applies the last intended routes
         return Runner(row.id, engine, adapters, wall_interval, seed)
 
@@ -385,15 +388,8 @@ class Daemon:
             return
         started = time.perf_counter()
         try:
-            self._fence(runner)
-            for outcome in self._advance(runner):
-                self.telemetry.decisions.labels(outcome.decision.kind.value).inc()
-        except Exception as exc:
-            self.telemetry.tick_errors.inc()
-            message = f"{type(exc).__name__}: {exc}"
-            log.error("tick_failed", rollout=rollout_id, error=message)
-            self._record_error(runner, message)
-            self._reload(runner)
+            with self.compute.held():
+                self._tick(runner)
         finally:
             self.telemetry.tick_seconds.observe(time.perf_counter() - started)
         if runner.engine.done:
@@ -401,6 +397,18 @@ class Daemon:
                 if self.runners.get(rollout_id) is runner:
                     self._unschedule(rollout_id)
             log.info("rollout_finished", rollout=rollout_id, phase=runner.engine.state.phase.value)
+
+    def _tick(self, runner: Runner) -> None:
+        try:
+            self._fence(runner)
+            for outcome in self._advance(runner):
+                self.telemetry.decisions.labels(outcome.decision.kind.value).inc()
+        except Exception as exc:
+            self.telemetry.tick_errors.inc()
+            message = f"{type(exc).__name__}: {exc}"
+            log.error("tick_failed", rollout=runner.rollout_id, error=message)
+            self._record_error(runner, message)
+            self._reload(runner)
 
     def _advance(self, runner: Runner) -> Iterator[TickOutcome]:
         engine = runner.engine

@@ -86,6 +86,7 @@ class CountingMetrics:
     def __init__(self, inner: MetricSource, counter: Any) -> None:
         self.inner = inner
         self.counter = counter
+        self.in_process = getattr(inner, "in_process", False)  # see analyzer.app.compute
 
     def observe(self, spec: RolloutSpec, start: datetime, end: datetime) -> Observation:
         try:
@@ -102,6 +103,7 @@ class CountingTraces:
     def __init__(self, inner: TraceSource, counter: Any) -> None:
         self.inner = inner
         self.counter = counter
+        self.in_process = getattr(inner, "in_process", False)  # see analyzer.app.compute
 
     def spans(self, spec: RolloutSpec, start: datetime, end: datetime) -> list[Span]:
         try:

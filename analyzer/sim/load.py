@@ -9,6 +9,8 @@ from analyzer.sim.mesh import SimulatedMesh
 class SimulatedLoad:
     """Implements `analyzer.ports.LoadGenerator` on the simulated mesh (virtual time)."""
 
+    in_process = True  # no I/O: the daemon need not give up its compute lock around calls
+
     def __init__(self, mesh: SimulatedMesh, rps: float) -> None:
         self.mesh, self.rps = mesh, rps
 

@@ -66,6 +66,8 @@ def latency_cdf(latency: Latency, edges: np.ndarray, scale: float = 1.0, tail_sh
 class SimulatedMesh:
     """A deterministic (per seed) baseline + canary; `observe` simulates the interval it is asked about."""
 
+    in_process = True  # no I/O: the daemon need not give up its compute lock around calls
+
     def __init__(
         self,
         scenario: Scenario,

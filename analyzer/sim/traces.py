@@ -293,6 +293,8 @@ class SimulatedTraceSource:
     buffered spans of traces whose root started in [start, end) and drops them from the buffer.
     """
 
+    in_process = True  # no I/O: the daemon need not give up its compute lock around calls
+
     def __init__(
         self,
         scenario: TraceScenario | None = None,

@@ -13,6 +13,8 @@ MANAGER = "canary-analyzer"
 class MemoryRouter:
     """Keeps, per VirtualService route, integer weights per subset and an optional header route."""
 
+    in_process = True  # no I/O: the daemon need not give up its compute lock around calls
+
     def __init__(self) -> None:
         self._weights: dict[str, dict[str, int]] = {}
         self._headers: dict[str, HeaderMatch | None] = {}

@@ -6,6 +6,8 @@ from analyzer.config import RolloutSpec
 
 
 class MemoryScaler:
+    in_process = True  # no I/O: the daemon need not give up its compute lock around calls
+
     def __init__(self) -> None:
         self.replicas: dict[str, int] = {}
 
