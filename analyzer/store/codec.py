@@ -297,6 +297,10 @@ def decode_result(d: JSON) -> ActionResult:
 # Field by field from the dataclass, so a field added to RolloutState is stored without a codec change.
 
 
+def encode_evidence(e: Evidence) -> JSON:
+    return encode_value(e.to_json(), pack=True)
+
+
 def encode_state(s: RolloutState) -> JSON:
     return {f.name: _encode_field(getattr(s, f.name)) for f in fields(RolloutState)}
 
@@ -310,7 +314,7 @@ def decode_state(d: JSON) -> RolloutState:
 
 def _encode_field(value: Any) -> JSON:
     if isinstance(value, Evidence):
-        return encode_value(value.to_json(), pack=True)
+        return encode_evidence(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):

@@ -71,7 +71,7 @@ def put(store: SqlStore, release: HookRelease, now: datetime) -> bool:
     """Insert a new release (version 0) or update the one read at `release.version`. False: another call wrote
     first (it created the release, or judged since this one read it); nothing was written, read again."""
     values = {
-        "evidence": codec.encode_value(release.evidence.to_json()),
+        "evidence": codec.encode_evidence(release.evidence),
         "last_end": release.last_end,
         "intervals": release.intervals,
         "verdicts": [codec.encode_verdict(v) for v in release.verdicts],
