@@ -386,12 +386,14 @@ class Daemon:
             runner = self.runners.get(rollout_id)
         if runner is None or not self.leading or not self.elector.held(self._margin()):
             return
-        started = time.perf_counter()
-        try:
-            with self.compute.held():
+        with self.compute.held():
+            if not self.leading or not self.elector.held(self._margin()):
+                return  # the lease went while this tick waited for its turn to compute
+            started = time.perf_counter()
+            try:
                 self._tick(runner)
-        finally:
-            self.telemetry.tick_seconds.observe(time.perf_counter() - started)
+            finally:
+                self.telemetry.tick_seconds.observe(time.perf_counter() - started)
         if runner.engine.done:
             with self._lock:
                 if self.runners.get(rollout_id) is runner:
