@@ -9,14 +9,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from analyzer.app.cli import main
+from tests.judge_support import NO_SERIES, StubPrometheus
 
 pytest_plugins = ["tests.servers_postgres"]
 
@@ -341,35 +340,12 @@ def test_postgresql_url_works_with_the_declared_driver(postgres_url: str) -> Non
 # ---- judge: window limit, ASCII digits, an ASCII-only terminal ----
 
 
-class EmptyPrometheus:
-    """Answers the reachability probe and returns no series for every other query."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                probe = "query=vector%281%29" in self.path
-                result = '[{"metric":{},"value":[1,"1"]}]' if probe else "[]"
-                kind = "vector" if probe else "matrix"
-                body = f'{{"status":"success","data":{{"resultType":"{kind}","result":{result}}}}}'.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-
 @pytest.fixture
 def prometheus() -> Iterator[str]:
-    server = EmptyPrometheus()
+    """Answers the reachability probe and returns no series for every other query."""
+    server = StubPrometheus(200, NO_SERIES)
     yield server.url
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.stop()
 
 
 NO_PROXY = {"HTTP_PROXY": "", "HTTPS_PROXY": "", "ALL_PROXY": "", "http_proxy": "", "https_proxy": "",

@@ -7,11 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,68 +19,52 @@ from analyzer.app.cli import main
 from analyzer.app.cli.judge import connect_error, judge_command, parse_time
 from analyzer.config import PrometheusSource, SpecError, load_spec
 from analyzer.model import SubsetCounts
-from analyzer.sim.exposition import Layout, Pod, build_plan, openmetrics
+from analyzer.sim.exposition import Pod
+from tests.judge_support import (
+    INTERVAL,
+    PROMETHEUS,
+    StubPrometheus,
+    backfill,
+    judge_spec,
+    poisson_counts,
+    window_start,
+)
 
 if TYPE_CHECKING:
     from tests.servers_prometheus import PrometheusLauncher, RunningPrometheus
 
 pytest_plugins = ["tests.servers_prometheus"]
 
-INTERVAL = 60
 HEALTHY, REGRESSED = 12, 12  # intervals: a healthy canary, then the same canary with 5x the errors
-RPM = 5000  # requests per subset per interval
 BASE_ERROR, BAD_ERROR = 0.01, 0.05
-
-SPEC = """\
-metadata: {name: reviews}
-target:
-  namespace: bookinfo
-  virtualService: reviews
-  host: reviews.bookinfo.svc.cluster.local
-  baseline: {subset: v1}
-  canary: {subset: v2}
-strategy: {steps: [50]}
-timing: {interval: 1m, minDwell: 3}
-analysis:
-  # The backfilled counts are binomial by construction; 12 minutes would not show that to the noise bound.
-  metrics: [{type: error-rate, intervalNoise: 0}]
-sources:
-  metrics: %s
-"""
-# The URL is never used: every run passes --prometheus-url, which must override it.
-PROMETHEUS = '{type: prometheus, url: "http://prometheus.invalid:9090", scrapeInterval: 15s, timeout: 2s, retries: 1}'
+# The backfilled counts are binomial by construction; 12 minutes would not show that to the noise bound.
+METRICS = "[{type: error-rate, intervalNoise: 0}]"
 
 
 
 def ground_truth(seed: int = 3) -> dict[tuple[str, str], list[SubsetCounts]]:
     rng = np.random.default_rng(seed)
-
-    def counts(error_rate: float) -> SubsetCounts:
-        n = int(rng.poisson(RPM))
-        return SubsetCounts(n, int(rng.binomial(n, error_rate)))
-
     return {
-        ("reviews", "v1"): [counts(BASE_ERROR) for _ in range(HEALTHY + REGRESSED)],
-        ("reviews", "v2"): [counts(BASE_ERROR if k < HEALTHY else BAD_ERROR) for k in range(HEALTHY + REGRESSED)],
+        ("reviews", "v1"): [poisson_counts(rng, BASE_ERROR) for _ in range(HEALTHY + REGRESSED)],
+        ("reviews", "v2"): [poisson_counts(rng, BASE_ERROR if k < HEALTHY else BAD_ERROR)
+                            for k in range(HEALTHY + REGRESSED)],
     }
 
 
 @pytest.fixture(scope="module")
 def backfilled(prometheus_launcher: PrometheusLauncher) -> Iterator[tuple[float, dict, RunningPrometheus]]:
-    start = float(int(time.time()) // 60 * 60 - 3 * 3600)
+    start = window_start()
     truth = ground_truth()
     pods = [Pod("reviews-v1-a", "v1", born=-1), Pod("reviews-v1-b", "v1", born=-1, restart=4),
             Pod("reviews-v2-a", "v2"), Pod("reviews-v2-b", "v2", restart=HEALTHY + 1)]
     # No latency truth: the spec gates on errors only (the pods with history still export histograms).
-    plan = build_plan(truth, pods, Layout(start=start, interval=INTERVAL, samples_per_interval=4, seed=5),
-                      (250.0, 500.0))
-    yield start, truth, prometheus_launcher.backfilled(openmetrics(plan))
+    yield start, truth, backfill(prometheus_launcher, start, truth, pods)
 
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.yaml"
-    path.write_text(SPEC % PROMETHEUS)
+    path.write_text(judge_spec(METRICS, PROMETHEUS))
     return path
 
 
@@ -234,34 +215,8 @@ def test_connect_error_retries_and_names_the_cause(no_proxy):
     assert "unknown host 'prometheus.invalid'" in (connect_error(unknown) or "")
 
 
-class HalfBrokenPrometheus:
-    """Answers the reachability probe, then fails every query for data with HTTP 503."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                ok = "query=vector%281%29" in self.path
-                body = (b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},'
-                        b'"value":[1,"1"]}]}}' if ok else b"overloaded")
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_window_where_no_interval_could_be_read_exits_2(spec_file, capsys):
-    server = HalfBrokenPrometheus()
+    server = StubPrometheus(503, b"overloaded")  # the probe passes, every query for data fails
     try:
         rc, out, err = judge(capsys, str(spec_file), "--start", "1767225600", "--end", "1767225780",
                              "--prometheus-url", server.url, "--json")
@@ -290,7 +245,7 @@ def test_bad_options_exit_2_with_a_message_naming_them(spec_file, capsys, args, 
 
 
 def test_a_simulated_source_needs_a_prometheus_url(spec_file, capsys):
-    spec_file.write_text(SPEC % "{type: simulated}")
+    spec_file.write_text(judge_spec(METRICS, "{type: simulated}"))
     rc, _, err = judge(capsys, str(spec_file), "--start", "1767225600", "--end", "1767229200")
     assert rc == 2
     assert "sources.metrics.type: 'simulated' cannot be replayed" in err

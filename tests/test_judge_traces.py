@@ -4,7 +4,6 @@ HTTP by the fake Jaeger query service, one trace scenario per test."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,37 +14,20 @@ import numpy as np
 import pytest
 
 from analyzer.app.cli import main
-from analyzer.model import Span, SubsetCounts
-from analyzer.sim.exposition import Layout, Pod, build_plan, openmetrics
+from analyzer.model import Span
+from analyzer.sim.exposition import Pod
 from analyzer.sim.traces import generate_spans, trace_scenario
 from tests.fakes.jaeger_server import FakeJaeger, serve_jaeger
+from tests.judge_support import INTERVAL, PROMETHEUS, backfill, judge_spec, poisson_counts, window_start
 
 if TYPE_CHECKING:
     from tests.servers_prometheus import PrometheusLauncher, RunningPrometheus
 
 pytest_plugins = ["tests.servers_prometheus"]
 
-INTERVAL = 60
 INTERVALS = 12
-RPM = 5000  # requests per subset per interval in Prometheus
 TRACES_PER_MINUTE = {"v1": 60, "v2": 30}  # sampled traces per subset per interval in Jaeger
 
-SPEC = """\
-metadata: {name: reviews}
-target:
-  namespace: bookinfo
-  virtualService: reviews
-  host: reviews.bookinfo.svc.cluster.local
-  baseline: {subset: v1}
-  canary: {subset: v2}
-strategy: {steps: [50]}
-timing: {interval: 1m, minDwell: 3}
-analysis:
-  metrics: %s
-sources:
-  metrics: {type: prometheus, url: "http://prometheus.invalid:9090", scrapeInterval: 15s, timeout: 2s, retries: 1}
-  traces: %s
-"""
 ERRORS_ONLY = "[{type: error-rate}]"
 # The URL is never used: every run passes --jaeger-url, which must override it.
 JAEGER = '{type: jaeger, url: "http://jaeger.invalid:16686", timeout: 2s, retries: 1}'
@@ -58,18 +40,11 @@ ERRORS = ("errors", "GET productpage:9080/productpage -> reviews")
 @pytest.fixture(scope="module")
 def window(prometheus_launcher: PrometheusLauncher) -> Iterator[tuple[float, RunningPrometheus]]:
     """A healthy window in Prometheus: both subsets at 1% errors; the metrics alone pass it."""
-    start = float(int(time.time()) // 60 * 60 - 3 * 3600)
+    start = window_start()
     rng = np.random.default_rng(4)
-
-    def counts() -> SubsetCounts:
-        n = int(rng.poisson(RPM))
-        return SubsetCounts(n, int(rng.binomial(n, 0.01)))
-
-    truth = {("reviews", s): [counts() for _ in range(INTERVALS)] for s in ("v1", "v2")}
+    truth = {("reviews", s): [poisson_counts(rng, 0.01) for _ in range(INTERVALS)] for s in ("v1", "v2")}
     pods = [Pod("reviews-v1-a", "v1", born=-1), Pod("reviews-v2-a", "v2")]
-    plan = build_plan(truth, pods, Layout(start=start, interval=INTERVAL, samples_per_interval=4, seed=5),
-                      (250.0, 500.0))
-    yield start, prometheus_launcher.backfilled(openmetrics(plan))
+    yield start, backfill(prometheus_launcher, start, truth, pods)
 
 
 def traces_of(scenario: str | dict[str, Any], start: float, seed: int = 8) -> list[Span]:
@@ -98,7 +73,7 @@ def jaeger(request: pytest.FixtureRequest, window: tuple[float, RunningPrometheu
 
 def spec_file(tmp_path: Path, *, metrics: str = ERRORS_ONLY, traces: str = JAEGER) -> Path:
     path = tmp_path / "reviews.yaml"
-    path.write_text(SPEC % (metrics, traces))
+    path.write_text(judge_spec(metrics, PROMETHEUS, traces))
     return path
 
 
