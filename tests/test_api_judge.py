@@ -10,7 +10,8 @@ import pytest
 
 from analyzer.app.cli import main
 from tests.daemon_support import OPERATE, READ, app_for, make_env, service
-from tests.test_judge_cli import HEALTHY, INTERVAL, PROMETHEUS, SPEC, backfilled, rfc3339  # noqa: F401
+from tests.judge_support import INTERVAL, PROMETHEUS, judge_spec
+from tests.test_judge_cli import HEALTHY, METRICS, backfilled, rfc3339  # noqa: F401
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -26,15 +27,15 @@ def test_judge_endpoint_answers_what_the_cli_prints(backfilled, tmp_path: Path, 
     t0 = start + (HEALTHY * INTERVAL if regressed else 0)
     t1 = t0 + HEALTHY * INTERVAL
     spec_file = tmp_path / "reviews.yaml"
-    spec_file.write_text(SPEC % PROMETHEUS)
+    spec_file.write_text(judge_spec(METRICS, PROMETHEUS))
     capsys.readouterr()
     rc = main(["judge", str(spec_file), "--start", rfc3339(t0), "--end", f"{t1:.0f}", "--prometheus-url", prom.url,
                "--json"])
     cli = json.loads(capsys.readouterr().out)
     env = make_env(tmp_path / "svc")
     with TestClient(app_for(service(env, sim=False, daemon=False, prometheus_url=prom.url))) as c:
-        r = c.post("/v1/judge", json={"specYaml": SPEC % PROMETHEUS, "start": rfc3339(t0), "end": f"{t1:.0f}"},
-                   headers=READ)
+        body = {"specYaml": judge_spec(METRICS, PROMETHEUS), "start": rfc3339(t0), "end": f"{t1:.0f}"}
+        r = c.post("/v1/judge", json=body, headers=READ)
     assert r.status_code == 200, r.text
     assert r.json() == cli
     assert (rc, cli["verdict"]) == ((1, "fail") if regressed else (0, "pass"))
@@ -42,7 +43,7 @@ def test_judge_endpoint_answers_what_the_cli_prints(backfilled, tmp_path: Path, 
 
 def test_judge_endpoint_names_bad_windows_and_unreachable_servers(tmp_path: Path):
     env = make_env(tmp_path)
-    spec = SPEC % '{type: prometheus, url: "http://127.0.0.1:9", timeout: 1s, retries: 0}'
+    spec = judge_spec(METRICS, '{type: prometheus, url: "http://127.0.0.1:9", timeout: 1s, retries: 0}')
     with TestClient(app_for(service(env, sim=False, daemon=False))) as c:
         r = c.post("/v1/judge", json={"specYaml": spec, "start": "yesterday", "end": "60"}, headers=OPERATE)
         assert r.status_code == 400 and "'yesterday'" in r.json()["error"]
