@@ -134,3 +134,14 @@ def test_per_pod_cells_are_overdispersed_and_the_gate_holds() -> None:
     alpha = 0.01  # the gate's default
     assert (ours.rollback_tick >= 0).mean() <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / 200)
     assert (before.rollback_tick >= 0).mean() >= 0.2  # the defect, on the same data
+
+
+def test_daemon_benchmark_end_to_end(tmp_path: Path) -> None:
+    """`python -m benchmarks.daemon` at a small scale: a real `serve --sim` ticks every rollout and reports."""
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "benchmarks.daemon", "--rollouts", "8", "--rounds", "2", "--sim-speed", "30",
+                    "--out", str(out)], check=True, capture_output=True, timeout=300)
+    result = json.loads((out / "daemon_8.json").read_text())
+    assert result["rollouts"] == 8 and result["rounds_measured"] == 2
+    assert result["ticks_lost"] == 0 and result["tick_errors"] == 0 and result["serve_exit_code"] == 0
+    assert 0 < result["cpu_ms_per_tick"] < 1000 and 50 < result["peak_rss_mb"] < 300
