@@ -22,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from sqlalchemy import func, select
 
 from analyzer.config import parse_spec
@@ -95,14 +97,18 @@ def _metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def create_rollouts(store: SqlStore, ids: Sequence[str]) -> None:
+    """Rollouts of the reviews template (the i-th with seed i, healthy) that a `serve --sim` daemon picks up."""
+    for i, rollout_id in enumerate(ids):
+        text = SPEC % {"i": i}
+        control.create_rollout(store, rollout_id, parse_spec(yaml.safe_load(text)), text,
+                               {"owner": "daemon", "mode": "sim", "scenario": "healthy", "seed": i})
+
+
 def run(rollouts: int, rounds: int, speed: float, concurrency: int, workdir: Path) -> dict[str, Any]:
     db = f"sqlite:///{workdir / 'bench.db'}"
     store = SqlStore(db)
-    for i in range(rollouts):
-        text = SPEC % {"i": i}
-        spec = parse_spec(__import__("yaml").safe_load(text))
-        control.create_rollout(store, f"bench-{i:04d}", spec, text, {"owner": "daemon", "mode": "sim",
-                                                                     "scenario": "healthy", "seed": i})
+    create_rollouts(store, [f"bench-{i:04d}" for i in range(rollouts)])
     (workdir / "tokens").write_text(f"operate {TOKEN}\n")
     port = _free_port()
     argv = [sys.executable, "-m", "analyzer.app.cli", "serve", "--sim", "--sim-speed", str(speed), "--db", db,

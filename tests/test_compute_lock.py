@@ -8,17 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 
 from analyzer import engine as engine_module
 from analyzer.app.compute import ComputeLock, Released
 from analyzer.app.daemon import Daemon
 from analyzer.app.settings import ServeSettings
-from analyzer.config import parse_spec
 from analyzer.sim.mesh import SimulatedMesh
 from analyzer.store import control
 from analyzer.store.sql import SqlStore
-from benchmarks.daemon import SPEC
+from benchmarks.daemon import create_rollouts
 
 
 class Overlap:
@@ -71,10 +69,7 @@ def test_released_outside_a_tick_is_a_plain_call() -> None:
 def daemon(tmp_path: Path) -> Daemon:
     db = f"sqlite:///{tmp_path / 'store.db'}"
     store = SqlStore(db)
-    for i in range(4):
-        text = SPEC % {"i": i}
-        control.create_rollout(store, f"r{i}", parse_spec(yaml.safe_load(text)), text,
-                               {"owner": "daemon", "mode": "sim", "scenario": "healthy", "seed": i})
+    create_rollouts(store, [f"r{i}" for i in range(4)])
     d = Daemon(ServeSettings(db=db, sim=True, sim_speed=600, leader_election=False), store)
     d.leading = True
     return d

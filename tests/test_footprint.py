@@ -23,7 +23,7 @@ from analyzer.store import control
 from analyzer.store.sql import SqlStore
 from analyzer.traffic.memory import MemoryRouter
 from benchmarks.daemon import SPEC as BENCH_SPEC
-from benchmarks.daemon import _max_tick
+from benchmarks.daemon import _max_tick, create_rollouts
 from tests.daemon_support import OPERATE_TOKEN
 
 # Shared objects of the libraries the service must not load: pandas (and pyarrow behind it), scipy.stats.
@@ -40,10 +40,7 @@ def _free_port() -> int:
 def test_serve_ticking_simulated_rollouts_maps_no_pandas_pyarrow_or_scipy_stats(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'store.db'}"
     store = SqlStore(db)
-    for i in range(3):
-        text = BENCH_SPEC % {"i": i}
-        control.create_rollout(store, f"fp-{i}", parse_spec(yaml.safe_load(text)), text,
-                               {"owner": "daemon", "mode": "sim", "scenario": "healthy", "seed": i})
+    create_rollouts(store, [f"fp-{i}" for i in range(3)])
     (tmp_path / "tokens").write_text(f"operate {OPERATE_TOKEN}\n")
     port = _free_port()
     proc = subprocess.Popen(

@@ -384,11 +384,11 @@ class Daemon:
         """One scheduled tick of one rollout (or the operator commands waiting for it)."""
         with self._lock:
             runner = self.runners.get(rollout_id)
-        if runner is None or not self.leading or not self.elector.held(self._margin()):
+        if runner is None:
             return
         with self.compute.held():
             if not self.leading or not self.elector.held(self._margin()):
-                return  # the lease went while this tick waited for its turn to compute
+                return  # checked with the lock: the lease may go while a tick waits for its turn
             started = time.perf_counter()
             try:
                 self._tick(runner)
